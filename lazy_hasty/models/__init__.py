@@ -1,0 +1,64 @@
+"""Model zoo (MLP, SmallCNN, ResNet18) and pure-function helpers around it.
+
+Every model's ``__call__(x)`` returns logits (N, C) and sows its ReLU
+pre-activations ("preactivations") and penultimate features ("features") into
+the "intermediates" collection; sowing is inert unless that collection is mutable.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+
+from lazy_hasty.models.cnn import SmallCNN
+from lazy_hasty.models.mlp import MLP
+from lazy_hasty.models.resnet import ResNet18
+
+Params = Any
+State = dict[str, Any]
+
+MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn": SmallCNN, "resnet18": ResNet18}
+
+
+def get_model(name: str, **kwargs: Any) -> nn.Module:
+    """Instantiate the model registered under ``name`` with ``kwargs``."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid names: {sorted(MODELS)}")
+    return MODELS[name](**kwargs)
+
+
+def init_model(module: nn.Module, rng: jax.Array, x: jax.Array) -> tuple[Params, State]:
+    """Initialise ``module`` on example input ``x``.
+
+    Returns (params, state) where state holds every non-param collection except
+    "intermediates" (e.g. {"batch_stats": ...} for frozen BatchNorm, else {}).
+    """
+    variables = dict(module.init(rng, x))
+    params = variables.pop("params")
+    variables.pop("intermediates", None)
+    return params, variables
+
+
+def make_apply_fn(module: nn.Module, state: State) -> Callable[[Params, jax.Array], jax.Array]:
+    """Pure ``apply_fn(params, x) -> logits`` with the non-trainable state bound in."""
+
+    def apply_fn(params: Params, x: jax.Array) -> jax.Array:
+        return module.apply({"params": params, **state}, x)
+
+    return apply_fn
+
+
+def intermediates(
+    module: nn.Module, state: State, params: Params, x: jax.Array
+) -> tuple[list[jax.Array], jax.Array]:
+    """Return (ReLU pre-activations in forward order, penultimate features (N, D))."""
+    _, mutated = module.apply({"params": params, **state}, x, mutable=["intermediates"])
+    sown = mutated["intermediates"]
+    return list(sown["preactivations"]), sown["features"][0]
+
+
+__all__ = [
+    "MLP", "MODELS", "ResNet18", "SmallCNN", "get_model", "init_model",
+    "intermediates", "make_apply_fn",
+]

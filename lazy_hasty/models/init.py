@@ -1,0 +1,53 @@
+"""PyTorch-default initialisers for flax.
+
+torch ``nn.Linear`` / ``nn.Conv2d`` draw weights from kaiming_uniform(a=sqrt(5)),
+i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and biases from the same interval.
+Matching this lets the flax networks start from the distribution used in the
+paper (and makes torch weight import a drop-in).
+"""
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+
+# variance_scaling(1/3, fan_in, uniform) samples U(-sqrt(3 * (1/3) / fan_in), +...)
+# = U(-1/sqrt(fan_in), 1/sqrt(fan_in)); flax computes fan_in = in_features for a
+# dense kernel (in, out) and in_channels * kh * kw for a conv kernel (kh, kw, in, out).
+torch_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def torch_bias_init(fan_in: int) -> nn.initializers.Initializer:
+    """Bias init U(-1/sqrt(fan_in), 1/sqrt(fan_in)); fan_in is fixed here because
+    flax calls bias_init with the bias shape only."""
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype: Any = float) -> jax.Array:
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def torch_dense(features: int, in_features: int, **kwargs: Any) -> nn.Dense:
+    """``nn.Dense`` with torch ``nn.Linear`` default init."""
+    return nn.Dense(
+        features,
+        kernel_init=torch_kernel_init,
+        bias_init=torch_bias_init(in_features),
+        **kwargs,
+    )
+
+
+def torch_conv(
+    features: int, kernel_size: tuple[int, int], in_channels: int, **kwargs: Any
+) -> nn.Conv:
+    """``nn.Conv`` with torch ``nn.Conv2d`` default init."""
+    fan_in = in_channels * kernel_size[0] * kernel_size[1]
+    return nn.Conv(
+        features,
+        kernel_size,
+        kernel_init=torch_kernel_init,
+        bias_init=torch_bias_init(fan_in),
+        **kwargs,
+    )

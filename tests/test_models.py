@@ -1,0 +1,153 @@
+"""Tests for the model zoo: shapes, pure apply, intermediates, init, norms."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lazy_hasty.models import get_model, init_model, intermediates, make_apply_fn
+from lazy_hasty.models.resnet import make_norm
+
+N = 3
+
+# (name, kwargs, input shape, num classes, expected number of ReLU pre-activations)
+CASES = [
+    ("mlp", {}, (N, 2), 1, 3),
+    ("cnn", {"width": 4}, (N, 8, 8, 1), 10, 4),  # 3 conv ReLUs + dense(64) ReLU
+] + [
+    ("resnet18", {"width": 4, "stem": stem, "norm": norm, "num_outputs": 5},
+     (N, 32 if stem == "imagenet" else 16, 32 if stem == "imagenet" else 16, 3), 5, 17)
+    for stem in ("cifar", "imagenet")
+    for norm in ("none", "frozen_batchnorm", "group")
+]
+
+
+def _case_id(case):
+    name, kwargs = case[0], case[1]
+    return "-".join([name] + [str(v) for k, v in sorted(kwargs.items()) if k != "num_outputs"])
+
+
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_shapes_apply_and_intermediates(case):
+    name, kwargs, shape, num_classes, n_preacts = case
+    module = get_model(name, **kwargs)
+    x = jax.random.normal(jax.random.key(1), shape)
+    params, state = init_model(module, jax.random.key(0), x)
+    assert "intermediates" not in state
+
+    logits = make_apply_fn(module, state)(params, x)
+    assert logits.shape == (N, num_classes)
+    np.testing.assert_array_equal(logits, module.apply({"params": params, **state}, x))
+
+    preacts, feats = intermediates(module, state, params, x)
+    assert len(preacts) == n_preacts
+    assert all(p.shape[0] == N for p in preacts)
+    assert feats.ndim == 2 and feats.shape[0] == N
+    head = params["head"]
+    np.testing.assert_allclose(feats @ head["kernel"] + head["bias"], logits, rtol=1e-5, atol=1e-5)
+
+
+def test_get_model_unknown_name():
+    with pytest.raises(ValueError, match="resnet18"):
+        get_model("vgg")
+
+
+def test_mlp_default_architecture_and_features():
+    module = get_model("mlp")
+    x = jax.random.normal(jax.random.key(1), (N, 2))
+    params, _ = init_model(module, jax.random.key(0), x)
+    shapes = [params[k]["kernel"].shape for k in ("Dense_0", "Dense_1", "Dense_2", "head")]
+    assert shapes == [(2, 60), (60, 60), (60, 60), (60, 1)]
+    preacts, feats = intermediates(module, {}, params, x)
+    np.testing.assert_allclose(feats, jax.nn.relu(preacts[-1]))
+
+
+def test_mlp_init_follows_pytorch_default():
+    module = get_model("mlp")
+    x = jnp.zeros((1, 2))
+    inits = [init_model(module, jax.random.key(s), x)[0] for s in range(10)]
+    for layer in ("Dense_0", "Dense_1", "Dense_2", "head"):
+        kernels = np.concatenate([p[layer]["kernel"].ravel() for p in inits])
+        biases = np.concatenate([p[layer]["bias"].ravel() for p in inits])
+        fan_in = inits[0][layer]["kernel"].shape[0]
+        bound = 1.0 / math.sqrt(fan_in)
+        assert np.abs(kernels).max() <= bound
+        assert np.abs(biases).max() <= bound
+        assert np.abs(kernels).max() > 0.9 * bound  # the bound is attained, not loose
+        np.testing.assert_allclose(kernels.std(), bound / math.sqrt(3), rtol=0.1)
+        np.testing.assert_allclose(biases.std(), bound / math.sqrt(3), rtol=0.25)
+
+
+def test_cnn_is_small():
+    module = get_model("cnn")
+    shapes = jax.eval_shape(lambda: init_model(module, jax.random.key(0), jnp.zeros((1, 8, 8, 1))))
+    n_params = sum(math.prod(a.shape) for a in jax.tree.leaves(shapes[0]))
+    assert 10_000 < n_params < 60_000
+
+
+def test_frozen_batchnorm_matches_numpy():
+    c = 6
+    layer = make_norm("frozen_batchnorm", c, name="bn")
+    x = np.asarray(jax.random.normal(jax.random.key(0), (4, 5, 5, c)))
+    variables = layer.init(jax.random.key(1), x)
+    assert set(variables) == {"params", "batch_stats"}
+    rng = np.random.default_rng(0)
+    mean, var = rng.normal(size=c), rng.uniform(0.5, 2.0, size=c)
+    scale, bias = rng.normal(size=c), rng.normal(size=c)
+    variables = {"params": {"scale": scale, "bias": bias},
+                 "batch_stats": {"mean": mean, "var": var}}
+    out = layer.apply(variables, x)
+    expected = (x - mean) / np.sqrt(var + 1e-5) * scale + bias
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_frozen_batchnorm_resnet_is_batch_independent():
+    module = get_model("resnet18", width=4, norm="frozen_batchnorm")
+    x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
+    params, state = init_model(module, jax.random.key(1), x)
+    assert set(state) == {"batch_stats"}
+    # Non-trivial statistics so the test exercises them.
+    leaves, treedef = jax.tree.flatten(state)
+    keys = jax.random.split(jax.random.key(2), len(leaves))
+    state = jax.tree.unflatten(treedef, [l + jax.random.uniform(k, l.shape) for l, k in zip(leaves, keys)])
+    apply_fn = make_apply_fn(module, state)
+    full = apply_fn(params, x)
+    np.testing.assert_allclose(apply_fn(params, x[:1]), full[:1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(apply_fn(params, x[::-1])[::-1], full, rtol=1e-5, atol=1e-6)
+    # The statistics are actually used.
+    init_state = init_model(module, jax.random.key(1), x)[1]
+    assert not np.allclose(make_apply_fn(module, init_state)(params, x), full)
+
+
+def test_invalid_norm_and_stem():
+    x = jnp.zeros((1, 8, 8, 3))
+    with pytest.raises(ValueError, match="frozen_batchnorm"):
+        init_model(get_model("resnet18", width=4, norm="batchnorm"), jax.random.key(0), x)
+    with pytest.raises(ValueError, match="group"):
+        init_model(get_model("resnet18", width=4, norm="layer"), jax.random.key(0), x)
+    with pytest.raises(ValueError, match="imagenet"):
+        init_model(get_model("resnet18", width=4, stem="mnist"), jax.random.key(0), x)
+
+
+def test_imagenet_stem_spatial_progression():
+    w = 4
+    module = get_model("resnet18", width=w, stem="imagenet")
+    x = jnp.ones((2, 32, 32, 3))
+    params, state = init_model(module, jax.random.key(0), x)
+    preacts, feats = intermediates(module, state, params, x)
+    shapes = [p.shape[1:] for p in preacts]
+    expected = [(16, 16, w)] + [
+        (size, size, w * 2**i) for i, size in enumerate((8, 4, 2, 1)) for _ in range(4)
+    ]
+    assert shapes == expected
+    assert feats.shape == (2, 8 * w)
+
+
+def test_resnet_uses_bias_only_without_norm():
+    x = jnp.zeros((1, 8, 8, 3))
+    p_none, _ = init_model(get_model("resnet18", width=4), jax.random.key(0), x)
+    p_gn, _ = init_model(get_model("resnet18", width=4, norm="group"), jax.random.key(0), x)
+    assert "bias" in p_none["conv1"] and "bias" not in p_gn["conv1"]
+    assert "downsample_conv" in p_gn["layer2_0"] and "downsample_conv" not in p_gn["layer1_0"]
