@@ -1,0 +1,188 @@
+"""Cost of the training regimes and of the empirical NTK, measured in one run.
+
+For the yin-yang MLP and a norm-free CIFAR ResNet18, times one jitted SGD step
+in each regime (standard, rescaled alpha=100 with and without cached f(params0,
+x), linearized) and reports XLA's FLOP count and memory figure next to it, all
+as ratios to the standard step. Then times the full empirical NTK (N, C, N, C)
+per implementation. Usage: ``python benchmarks/core.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import statistics
+import time
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+
+from lazy_hasty import ntk
+from lazy_hasty.losses import per_example_loss
+from lazy_hasty.models import get_model, init_model, make_apply_fn
+from lazy_hasty.regimes import Regime
+
+Params = Any
+ApplyFn = Callable[[Params, jax.Array], jax.Array]
+LR = 0.1
+ALPHA = 100.0
+
+
+@dataclasses.dataclass
+class Setup:
+    """A network with its initial parameters, a training batch and NTK settings."""
+
+    name: str
+    apply_fn: ApplyFn
+    params0: Params
+    x: jax.Array
+    y: jax.Array
+    ntk_n: int
+    ntk_chunk: Optional[int]
+
+
+def make_setup(name: str, module: Any, x: jax.Array, y: jax.Array, ntk_n: int,
+               ntk_chunk: Optional[int]) -> Setup:
+    """Initialises ``module`` on ``x`` and packages it as a ``Setup``."""
+    params0, state = init_model(module, jax.random.PRNGKey(0), x)
+    return Setup(name, make_apply_fn(module, state), params0, x, y, ntk_n, ntk_chunk)
+
+
+def setups(quick: bool) -> list[Setup]:
+    """The yin-yang MLP (logistic loss) and ResNet18 (cross-entropy)."""
+    k1, k2, k3, k4 = jax.random.split(jax.random.PRNGKey(1), 4)
+    n_mlp, n_res, width = (16, 2, 8) if quick else (100, 8, 64)
+    x_mlp = jax.random.uniform(k1, (n_mlp, 2), minval=-1.0, maxval=1.0)
+    y_mlp = jnp.where(jax.random.bernoulli(k2, shape=(n_mlp,)), 1.0, -1.0)
+    x_res = jax.random.normal(k3, (n_res, 32, 32, 3))
+    y_res = jax.random.randint(k4, (n_res,), 0, 10)
+    resnet = get_model("resnet18", num_outputs=10, stem="cifar", norm="none", width=width)
+    return [
+        make_setup("MLP 2-60-60-60-1", get_model("mlp"), x_mlp, y_mlp, n_mlp, None),
+        make_setup(f"ResNet18 w={width}", resnet, x_res, y_res, n_res, 2 if quick else 4),
+    ]
+
+
+def sgd_step(regime: Regime, apply_fn: ApplyFn) -> Callable[..., Any]:
+    """Jitted ``step(trainable, params0, x, y, f0) -> (new_trainable, loss)``."""
+    lr = regime.learning_rate(LR)
+
+    def loss_fn(trainable, params0, x, y, f0):
+        return per_example_loss(regime.predict(apply_fn, params0, trainable, x, f0), y).mean()
+
+    def step(trainable, params0, x, y, f0):
+        loss, grads = jax.value_and_grad(loss_fn)(trainable, params0, x, y, f0)
+        return jax.tree_util.tree_map(lambda p, g: p - lr * g, trainable, grads), loss
+
+    return jax.jit(step)
+
+
+def flops(compiled: Any) -> float:
+    """XLA's FLOP estimate (NaN if the backend does not report one)."""
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else {}
+    return float((cost or {}).get("flops", math.nan))
+
+
+def memory_bytes(compiled: Any) -> float:
+    """Temporaries + arguments + outputs from ``memory_analysis`` (NaN if absent)."""
+    mem = compiled.memory_analysis()
+    if mem is None:
+        return math.nan
+    return float(mem.temp_size_in_bytes + mem.argument_size_in_bytes
+                 + mem.output_size_in_bytes)
+
+
+def calls_per_repeat(fn: Callable[..., Any], args: tuple, target_s: float = 0.2) -> int:
+    """Warms ``fn`` up; returns how many calls last about ``target_s``."""
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    return max(1, int(target_s / max(time.perf_counter() - start, 1e-6)))
+
+
+def seconds_per_call(cases: list[tuple[Callable[..., Any], tuple]], repeats: int
+                     ) -> list[float]:
+    """Median wall time of each ``fn(*args)``, compile excluded.
+
+    Cases are timed round-robin, so a slow spell of a shared machine hits all
+    of them alike, and each repeat runs enough calls to last ~0.2 s so that
+    dispatch noise does not dominate microsecond-scale steps.
+    """
+    numbers = [calls_per_repeat(fn, args) for fn, args in cases]
+    times = [[] for _ in cases]
+    for _ in range(repeats):
+        for (fn, args), number, ts in zip(cases, numbers, times):
+            start = time.perf_counter()
+            for _ in range(number):
+                out = fn(*args)
+            jax.block_until_ready(out)
+            ts.append((time.perf_counter() - start) / number)
+    return [statistics.median(ts) for ts in times]
+
+
+def measure(named: list[tuple[str, Callable[..., Any], tuple]], repeats: int
+            ) -> list[tuple[str, float, float, float]]:
+    """(name, seconds per call, FLOPs, memory bytes) of each jitted ``fn(*args)``."""
+    compiled = [(fn.lower(*args).compile(), args) for _, fn, args in named]
+    seconds = seconds_per_call(compiled, repeats)
+    return [(name, t, flops(c), memory_bytes(c))
+            for (name, _, _), t, (c, _) in zip(named, seconds, compiled)]
+
+
+def step_rows(setup: Setup, repeats: int) -> list[list[str]]:
+    """Table rows for one SGD step per regime, with ratios to the standard step."""
+    f0 = jax.jit(setup.apply_fn)(setup.params0, setup.x)
+    cases = [("standard", Regime("plain"), None),
+             (f"rescaled a={ALPHA:g}, f0 cached", Regime("rescaled", ALPHA), f0),
+             (f"rescaled a={ALPHA:g}, uncached", Regime("rescaled", ALPHA), None),
+             ("linearized", Regime("linearized"), None)]
+    named = [(label, sgd_step(regime, setup.apply_fn),
+              (regime.init(setup.params0), setup.params0, setup.x, setup.y, cached))
+             for label, regime, cached in cases]
+    results = measure(named, repeats)
+    _, t0, fl0, mem0 = results[0]
+    return [[setup.name, label, f"{t * 1e3:.3f}", f"{t / t0:.2f}", f"{fl / 1e9:.4g}",
+             f"{fl / fl0:.2f}", f"{mem / 2**20:.3g}", f"{mem / mem0:.2f}"]
+            for label, t, fl, mem in results]
+
+
+def ntk_rows(setup: Setup, repeats: int) -> list[list[str]]:
+    """Table rows for the full (N, C, N, C) empirical NTK per implementation."""
+    x = setup.x[:setup.ntk_n]
+    named = [(impl, ntk.empirical_ntk_fn(setup.apply_fn, implementation=impl,
+                                         chunk_size=setup.ntk_chunk), (setup.params0, x))
+             for impl in ntk.IMPLEMENTATIONS]
+    return [[setup.name, impl, str(len(x)), str(setup.ntk_chunk or "-"),
+             f"{t * 1e3:.2f}", f"{mem / 2**20:.3g}"]
+            for impl, t, _, mem in measure(named, repeats)]
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table."""
+    lines = [header, ["---"] * len(header)] + rows
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke check)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats")
+    args = parser.parse_args()
+    repeats = args.repeats or (3 if args.quick else 7)
+    print(f"jax {jax.__version__}, backend {jax.default_backend()}, "
+          f"{jax.device_count()} device(s): {jax.devices()[0].device_kind}\n")
+    all_setups = setups(args.quick)
+    steps = [row for s in all_setups for row in step_rows(s, repeats)]
+    print(markdown(["setup", "step", "ms/step", "time ratio", "GFLOPs", "FLOP ratio",
+                    "memory MiB", "memory ratio"], steps))
+    print()
+    kernels = [row for s in all_setups for row in ntk_rows(s, repeats)]
+    print(markdown(["setup", "NTK implementation", "N", "chunk", "ms", "memory MiB"],
+                   kernels))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""Paper figures, drawn from saved records alone (no training here).
+
+Every figure of the reproduction lives in this module; for now only Fig. 1 (the
+yin-yang toy). Uses matplotlib's non-interactive "Agg" backend.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.gridspec import GridSpec  # noqa: E402
+from matplotlib.patches import Circle  # noqa: E402
+
+from lazy_hasty.data.yinyang import DISK_CENTRES, DISK_RADIUS  # noqa: E402
+
+DELTA_CMAP = "RdYlGn_r"
+"""Diverging map for Δloss = loss(non-linear) - loss(linear): green < 0 < red."""
+
+SQUARE_EXTENT = (-1.0, 1.0, -1.0, 1.0)
+"""``imshow`` extent of the yin-yang input square."""
+
+PANEL_INCHES = 3.2
+"""Side of one square panel of Fig. 1, in inches."""
+
+
+def grid_to_image(values: np.ndarray, resolution: int | None = None) -> np.ndarray:
+    """Reshape per-grid-point values ``(..., M)`` to images ``(..., res, res)``.
+
+    Assumes the layout of :func:`lazy_hasty.data.yinyang.grid_points` (``x1``
+    fastest), so the result is indexed ``[..., x2 index, x1 index]`` and is meant
+    for ``imshow(origin="lower")``. ``resolution`` defaults to ``sqrt(M)``.
+    """
+    values = np.asarray(values)
+    m = values.shape[-1]
+    if resolution is None:
+        resolution = math.isqrt(m)
+    if resolution * resolution != m:
+        raise ValueError(f"{m} grid values do not form a square of side {resolution}")
+    return values.reshape(*values.shape[:-1], resolution, resolution)
+
+
+def pretty_name(name: str) -> str:
+    """Display form of a regime key: ``"alpha=100"`` -> ``"α=100"``."""
+    return name.replace("alpha", "α")
+
+
+def fig1_figsize(n_thresholds: int, n_references: int) -> tuple[float, float]:
+    """Figure size (inches) used by :func:`plot_fig1`; width includes the colorbar."""
+    ncols = max(n_thresholds, 2)
+    return (PANEL_INCHES * ncols + 0.9, PANEL_INCHES * (1 + n_references))
+
+
+def draw_yinyang_outline(ax: plt.Axes, *, color: str = "black", lw: float = 1.0) -> None:
+    """Overlay the two disk outlines and the ``x2 = 0`` class boundary."""
+    for centre in DISK_CENTRES:
+        ax.add_patch(Circle(centre, DISK_RADIUS, fill=False, ec=color, lw=lw))
+    ax.axhline(0.0, color=color, lw=0.6 * lw, ls=":")
+    ax.set_xlim(SQUARE_EXTENT[:2])
+    ax.set_ylim(SQUARE_EXTENT[2:])
+    ax.set_aspect("equal")
+
+
+def _extent(grid_points: np.ndarray | None, resolution: int) -> tuple[float, float, float, float]:
+    """``imshow`` extent of a cell-centred grid (half a cell beyond the centres)."""
+    if grid_points is None:
+        return SQUARE_EXTENT
+    g = grid_to_image(np.asarray(grid_points).T, resolution)  # (2, res, res)
+    x1, x2 = g[0, 0, :], g[1, :, 0]
+    h1 = (x1[-1] - x1[0]) / max(resolution - 1, 1) / 2
+    h2 = (x2[-1] - x2[0]) / max(resolution - 1, 1) / 2
+    return (float(x1[0] - h1), float(x1[-1] + h1), float(x2[0] - h2), float(x2[-1] + h2))
+
+
+def _plot_loss_band(ax: plt.Axes, steps: np.ndarray, curves: np.ndarray, label: str,
+                    quantiles: tuple[float, float]) -> None:
+    curves = np.atleast_2d(np.asarray(curves, dtype=float))  # (runs, steps)
+    mean = np.nanmean(curves, axis=0)
+    (line,) = ax.plot(steps, mean, label=label, lw=1.6)
+    if curves.shape[0] > 1:
+        lo, hi = np.nanquantile(curves, quantiles, axis=0)
+        ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.25, lw=0)
+
+
+def plot_fig1(
+    path: str,
+    *,
+    train_points: np.ndarray,
+    train_labels: np.ndarray,
+    steps: np.ndarray,
+    loss_curves: Mapping[str, np.ndarray],
+    thresholds: Sequence[float],
+    delta_maps: Mapping[str, np.ndarray],
+    grid_points: np.ndarray | None = None,
+    quantiles: tuple[float, float] = (0.1, 0.9),
+    loss_yscale: str = "linear",
+    suptitle: str | None = None,
+    dpi: int = 120,
+) -> float:
+    """Draw Fig. 1 and save it as a PNG at ``path``; returns the colour-scale ``vmax``.
+
+    Args:
+      train_points, train_labels: one seed's training set, ``(n, 2)`` and ``(n,)`` in {±1}.
+      steps: ``(S,)`` step index of each recorded training loss.
+      loss_curves: regime name (e.g. ``"alpha=1"``) -> ``(runs, S)`` (or ``(S,)``)
+        training losses; drawn as the mean with a shaded ``quantiles`` band.
+      thresholds: ``T`` training-loss levels, drawn as horizontal lines in (b).
+      delta_maps: linear reference name (e.g. ``"alpha=100"``, ``"linearized"``) ->
+        ``(T, M)`` Δloss = loss(non-linear) - loss(reference) on the grid, at each
+        threshold. One row of ``T`` maps per reference.
+      grid_points: ``(M, 2)`` grid of :func:`~lazy_hasty.data.yinyang.grid_points`,
+        used for the image extent (default: the whole square ``[-1, 1]^2``).
+
+    All Δ maps share one symmetric colour scale, ``vmax = max |Δ|`` over every map
+    shown (NaNs ignored), green where the non-linear regime has the lower loss.
+    """
+    thresholds = [float(t) for t in thresholds]
+    n_t, refs = len(thresholds), list(delta_maps)
+    maps = {r: np.asarray(delta_maps[r], dtype=float).reshape(n_t, -1) for r in refs}
+    resolution = math.isqrt(next(iter(maps.values())).shape[-1]) if refs else 0
+    finite = [np.abs(m[np.isfinite(m)]) for m in maps.values()]
+    finite = [f for f in finite if f.size]
+    vmax = float(max(f.max() for f in finite)) if finite else 0.0
+    scale = vmax if vmax > 0 else 1e-12
+
+    ncols = max(n_t, 2)
+    fig = plt.figure(figsize=fig1_figsize(n_t, len(refs)), layout="constrained")
+    gs = GridSpec(1 + len(refs), ncols, figure=fig)
+
+    # (a) one seed's training set.
+    ax = fig.add_subplot(gs[0, 0])
+    pts, lab = np.asarray(train_points), np.asarray(train_labels)
+    for value, colour, name in ((1, "tab:blue", "+1"), (-1, "tab:orange", "−1")):
+        sel = lab == value
+        ax.scatter(pts[sel, 0], pts[sel, 1], s=12, c=colour, label=f"y = {name}",
+                   edgecolors="k", linewidths=0.3)
+    draw_yinyang_outline(ax)
+    ax.legend(loc="upper right", fontsize=7, framealpha=0.9)
+    ax.set(title="(a) training set (one seed)", xlabel="$x_1$", ylabel="$x_2$")
+
+    # (b) training losses.
+    ax = fig.add_subplot(gs[0, 1:])
+    steps = np.asarray(steps)
+    for name, curves in loss_curves.items():
+        _plot_loss_band(ax, steps, curves, pretty_name(name), quantiles)
+    letters = "cdefghijklmnopqrstuvwxyz"
+    for i, thr in enumerate(thresholds):
+        ax.axhline(thr, color="grey", ls="--", lw=0.8)
+        ax.annotate(f"({letters[i]}) {thr:g}", (0.005, thr), xycoords=("axes fraction", "data"),
+                    ha="left", va="bottom", fontsize=7, color="dimgrey")
+    if steps.size and steps.min() <= 0:  # step 0 has no logarithm: linear below 1
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(left=0)
+    else:
+        ax.set_xscale("log")
+    ax.set_yscale(loss_yscale)
+    q_lo, q_hi = (round(100 * q) for q in quantiles)
+    ax.set(title=f"(b) training loss (mean, {q_lo}–{q_hi}% band)", xlabel="step",
+           ylabel="train loss")
+    ax.legend(fontsize=8, loc="upper right")
+
+    # (c, d, e, ...) Δloss maps, one row per linear reference, one column per threshold.
+    extent = _extent(grid_points, resolution) if refs else SQUARE_EXTENT
+    map_axes, im = [], None
+    for r, ref in enumerate(refs):
+        images = grid_to_image(maps[ref], resolution)
+        for i, thr in enumerate(thresholds):
+            ax = fig.add_subplot(gs[1 + r, i])
+            im = ax.imshow(images[i], origin="lower", extent=extent, cmap=DELTA_CMAP,
+                           vmin=-scale, vmax=scale, interpolation="nearest")
+            draw_yinyang_outline(ax)
+            ax.set_title(f"({letters[i]}) Δloss at train loss {thr:g}\n(vs {pretty_name(ref)})",
+                         fontsize=9)
+            ax.set_xticks([-1, 0, 1])
+            ax.set_yticks([-1, 0, 1])
+            map_axes.append(ax)
+    if im is not None:
+        cbar = fig.colorbar(im, ax=map_axes, shrink=0.8, aspect=30)
+        cbar.set_label("Δloss = non-linear − linear\n(green: non-linear lower)")
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return vmax

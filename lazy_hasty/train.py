@@ -1,0 +1,87 @@
+"""The training engine shared by every experiment: state, optimiser, jitted step.
+
+A step is a pure function ``step(state, params0, x, y, f0=None) -> (state,
+measurements)``; ``params0`` and the data are arguments (never closure
+constants), so the same compiled step serves all regimes' shapes, can be
+``vmap``-ed over seeds and ``scan``-ned over steps (full-batch runs), or fed
+sharded minibatches (image runs).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lazy_hasty import losses
+from lazy_hasty.regimes import ApplyFn, Params, Regime
+
+OPTIMIZERS = ("sgd",)
+
+
+class TrainState(NamedTuple):
+    """Trainable variables of one regime (``theta`` or ``w``) and optimiser state."""
+
+    params: Params
+    opt_state: optax.OptState
+    step: jax.Array
+
+
+def make_optimizer(name: str, learning_rate: float, momentum: float = 0.0
+                   ) -> optax.GradientTransformation:
+    """The paper's optimiser: plain GD/SGD, optionally with (heavy-ball) momentum."""
+    if name != "sgd":
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
+    if not learning_rate > 0:
+        raise ValueError(f"learning rate must be > 0, got {learning_rate!r}")
+    return optax.sgd(learning_rate, momentum=momentum or None)
+
+
+def regime_optimizer(regime: Regime, name: str, base_lr: float, momentum: float = 0.0
+                     ) -> optax.GradientTransformation:
+    """Optimiser with the regime's learning rate (``lr / alpha**2`` when rescaled)."""
+    return make_optimizer(name, regime.learning_rate(base_lr), momentum)
+
+
+def init_state(regime: Regime, params0: Params,
+               optimizer: optax.GradientTransformation) -> TrainState:
+    """Step-0 state of ``regime`` starting from the shared initialisation."""
+    params = regime.init(params0)
+    return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
+
+
+def make_train_step(apply_fn: ApplyFn, regime: Regime,
+                    optimizer: optax.GradientTransformation) -> Callable[..., Any]:
+    """Un-jitted step on the mean per-example loss of the regime's output.
+
+    Measurements are taken at the parameters *before* the update, so the loss
+    reported at step ``s`` is that of ``state.params`` at step ``s``.
+    """
+
+    def loss_fn(params, params0, x, y, f0):
+        logits = regime.predict(apply_fn, params0, params, x, f0)
+        return jnp.mean(losses.per_example_loss(logits, y)), logits
+
+    def step(state: TrainState, params0: Params, x: jax.Array, y: jax.Array,
+             f0: Optional[jax.Array] = None) -> tuple[TrainState, dict[str, jax.Array]]:
+        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params, params0, x, y, f0)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        measurements = {
+            "train_loss": loss,
+            "train_accuracy": jnp.mean(losses.per_example_correct(logits, y)),
+            "grad_norm": optax.global_norm(grads),
+        }
+        return TrainState(params, opt_state, state.step + 1), measurements
+
+    return step
+
+
+def evaluate(apply_fn: ApplyFn, regime: Regime, params0: Params, params: Params,
+             x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per-example loss and correctness of the regime's output on ``(x, y)``."""
+    logits = regime.predict(apply_fn, params0, params, x)
+    return losses.per_example_loss(logits, y), losses.per_example_correct(logits, y)
