@@ -80,9 +80,13 @@ def _extent(grid_points: np.ndarray | None, resolution: int) -> tuple[float, flo
 
 def _plot_loss_band(ax: plt.Axes, steps: np.ndarray, curves: np.ndarray, label: str,
                     quantiles: tuple[float, float]) -> None:
+    """Median over runs with a quantile band, over the steps where any run has a value
+    (a regime stopped early has NaN afterwards). The median is robust to the
+    occasional late loss spike of one GD run."""
     curves = np.atleast_2d(np.asarray(curves, dtype=float))  # (runs, steps)
-    mean = np.nanmean(curves, axis=0)
-    (line,) = ax.plot(steps, mean, label=label, lw=1.6)
+    keep = ~np.isnan(curves).all(axis=0)
+    steps, curves = np.asarray(steps)[keep], curves[:, keep]
+    (line,) = ax.plot(steps, np.nanmedian(curves, axis=0), label=label, lw=1.6)
     if curves.shape[0] > 1:
         lo, hi = np.nanquantile(curves, quantiles, axis=0)
         ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.25, lw=0)
@@ -109,7 +113,7 @@ def plot_fig1(
       train_points, train_labels: one seed's training set, ``(n, 2)`` and ``(n,)`` in {±1}.
       steps: ``(S,)`` step index of each recorded training loss.
       loss_curves: regime name (e.g. ``"alpha=1"``) -> ``(runs, S)`` (or ``(S,)``)
-        training losses; drawn as the mean with a shaded ``quantiles`` band.
+        training losses; drawn as the median with a shaded ``quantiles`` band.
       thresholds: ``T`` training-loss levels, drawn as horizontal lines in (b).
       delta_maps: linear reference name (e.g. ``"alpha=100"``, ``"linearized"``) ->
         ``(T, M)`` Δloss = loss(non-linear) - loss(reference) on the grid, at each
@@ -161,7 +165,7 @@ def plot_fig1(
         ax.set_xscale("log")
     ax.set_yscale(loss_yscale)
     q_lo, q_hi = (round(100 * q) for q in quantiles)
-    ax.set(title=f"(b) training loss (mean, {q_lo}–{q_hi}% band)", xlabel="step",
+    ax.set(title=f"(b) training loss (median, {q_lo}–{q_hi}% band)", xlabel="step",
            ylabel="train loss")
     ax.legend(fontsize=8, loc="upper right")
 

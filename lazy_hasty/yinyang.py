@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lazy_hasty import models, progress, train
+from lazy_hasty import function_space, models, ntk, progress, train
 from lazy_hasty.data import yinyang as data
 from lazy_hasty.regimes import Regime, parse_regime
 
@@ -55,16 +55,44 @@ def _init_runs(run_keys: jax.Array, n_train: int, module) -> tuple:
     return jax.vmap(one)(run_keys)
 
 
+def _param_space(apply_fn, regime: Regime, learning_rate: float):
+    """(init, step, snapshot) of one regime trained in parameter space."""
+    opt = train.regime_optimizer(regime, "sgd", learning_rate)
+    step_fn = train.make_train_step(apply_fn, regime, opt)
+    init = lambda p0, x: train.init_state(regime, p0, opt)
+    step = lambda state, p0, x, y, f0: step_fn(state, p0, x, y, f0)
+    return init, step, lambda state: state.params
+
+
+def _function_space(apply_fn, learning_rate: float):
+    """(init, step, snapshot) of the exact linearized regime trained in function space."""
+    def init(p0, x):
+        kernel = ntk.empirical_ntk(apply_fn, p0, x)
+        return kernel, function_space.init_kernel_state(len(x), kernel.shape[1])
+
+    def step(carry, p0, x, y, f0):
+        kernel, state = carry
+        state, m = function_space.kernel_gd_step(state, kernel, y, learning_rate)
+        return (kernel, state), m
+
+    return init, step, lambda carry: carry[1].c
+
+
 def run_yinyang(*, seed: int, num_runs: int, num_steps: int, learning_rate: float,
                 thresholds: Sequence[float], regimes: Sequence[str],
                 n_train: int = 100, hidden: Sequence[int] = (60, 60, 60),
-                grid_resolution: int = 100, eval_batch: int = 10, segments: int = 20,
+                grid_resolution: int = 100, function_space_linearized: bool = True,
+                stop_when_crossed: bool = True, eval_batch: int = 10, segments: int = 20,
                 callback: Optional[Callable[[int, int, float], None]] = None
                 ) -> YinYangResult:
     """Trains ``num_runs`` seeds in every regime and evaluates the grid at crossings.
 
-    ``callback(steps_done, num_steps, seconds)`` is called after each of the
-    ``segments`` chunks of the compiled training loop (progress bar / ETA).
+    Full-batch GD with learning rate ``learning_rate`` (``/ alpha**2`` when
+    rescaled). ``function_space_linearized`` trains the exact linearized regime
+    through its training-set NTK (exact, much cheaper; see ``function_space``).
+    ``stop_when_crossed`` stops stepping a regime once every run has reached
+    every threshold (its loss curve ends there). ``callback(steps_done,
+    num_steps, seconds)`` follows the ``segments`` chunks of the compiled loop.
     """
     parsed: list[Regime] = [parse_regime(r) for r in regimes]
     thr = jnp.asarray(progress.check_thresholds(thresholds, float(np.log(2.0))), jnp.float32)
@@ -73,68 +101,73 @@ def run_yinyang(*, seed: int, num_runs: int, num_steps: int, learning_rate: floa
     run_keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(seed), i))(
         jnp.arange(num_runs))
     x, y, params0 = _init_runs(run_keys, n_train, module)
+    f0 = jax.jit(jax.vmap(apply_fn))(params0, x)              # cached f(params0, x_train)
 
-    steps, opts = [], []
-    for regime in parsed:
-        opt = train.regime_optimizer(regime, "sgd", learning_rate)
-        steps.append(train.make_train_step(apply_fn, regime, opt))
-        opts.append(opt)
-
-    def init_carry(p0):
-        carry = []
-        for regime, opt in zip(parsed, opts):
-            state = train.init_state(regime, p0, opt)
+    def make_segment(init, step, snapshot):
+        def init_run(p0, xr):
+            state = init(p0, xr)
             saved = jax.tree_util.tree_map(
-                lambda a: jnp.zeros((len(thr),) + a.shape, a.dtype), state.params)
-            carry.append((state, saved, jnp.full((len(thr),), -1, jnp.int32)))
-        return carry
+                lambda a: jnp.zeros((len(thr),) + a.shape, a.dtype), snapshot(state))
+            return state, saved, jnp.full((len(thr),), -1, jnp.int32)
 
-    def one_run_segment(carry, p0, xr, yr, length):
-        def body(carry, _):
-            new, losses = [], []
-            for step_fn, (state, saved, crossed) in zip(steps, carry):
-                new_state, m = step_fn(state, p0, xr, yr)
+        def run_segment(carry, p0, xr, yr, f0r, start, length):
+            def body(carry, i):
+                state, saved, crossed = carry
+                new_state, m = step(state, p0, xr, yr, f0r)
                 hit = progress.reached(m["train_loss"], thr) & (crossed < 0)
                 saved = jax.tree_util.tree_map(
                     lambda s, p: jnp.where(hit.reshape((-1,) + (1,) * p.ndim), p[None], s),
-                    saved, state.params)
-                crossed = jnp.where(hit, state.step, crossed)
-                new.append((new_state, saved, crossed))
-                losses.append(m["train_loss"])
-            return new, jnp.stack(losses)
-        return jax.lax.scan(body, carry, None, length=length)
+                    saved, snapshot(state))
+                return (new_state, saved, jnp.where(hit, i, crossed)), m["train_loss"]
+            return jax.lax.scan(body, carry, start + jnp.arange(length))
 
-    segment_fn = jax.jit(jax.vmap(one_run_segment, in_axes=(0, 0, 0, 0, None)),
-                         static_argnums=4)
-    carry = jax.vmap(init_carry)(params0)
+        return (jax.jit(jax.vmap(init_run)),
+                jax.jit(jax.vmap(run_segment, in_axes=(0, 0, 0, 0, 0, None, None)),
+                        static_argnums=6))
+
+    runners = []
+    for regime in parsed:
+        fs = function_space_linearized and regime.kind == "linearized"
+        parts = _function_space(apply_fn, learning_rate) if fs else _param_space(
+            apply_fn, regime, learning_rate)
+        init_fn, segment_fn = make_segment(*parts)
+        runners.append([fs, init_fn(params0, x), segment_fn])
+
     bounds = np.linspace(0, num_steps, max(1, min(segments, num_steps)) + 1).astype(int)
-    curves, start = [], time.perf_counter()
+    curves = np.full((len(parsed), num_runs, num_steps), np.nan, np.float32)
+    start = time.perf_counter()
     for lo, hi in zip(bounds[:-1], bounds[1:]):
-        carry, seg = segment_fn(carry, params0, x, y, int(hi - lo))
-        curves.append(np.asarray(seg))                         # (R, L, regimes)
+        for i, runner in enumerate(runners):
+            fs, carry, segment_fn = runner
+            if stop_when_crossed and bool(np.all(np.asarray(carry[2]) >= 0)):
+                continue
+            runner[1], seg = segment_fn(carry, params0, x, y, f0, int(lo), int(hi - lo))
+            curves[i, :, lo:hi] = np.asarray(seg)
         if callback is not None:
             callback(int(hi), num_steps, time.perf_counter() - start)
-    curves = np.concatenate(curves, axis=1)
 
     grid = data.grid_points(grid_resolution)
     grid_y = data.yinyang_labels(grid)
 
-    def grid_loss_fn(regime: Regime):
-        def one_run(p0, saved):                                  # saved: (T, ...) params
-            loss = lambda p: train.evaluate(apply_fn, regime, p0, p, grid, grid_y)[0]
+    def grid_loss_fn(regime: Regime, fs: bool):
+        def one_run(p0, xr, saved):                              # saved: (T, ...)
+            def loss(s):
+                p = function_space.weights(apply_fn, p0, xr, s) if fs else s
+                return train.evaluate(apply_fn, regime, p0, p, grid, grid_y)[0]
             return jax.vmap(loss)(saved)                         # (T, M)
         return jax.jit(jax.vmap(one_run))
 
     test_losses = {}
-    for i, regime in enumerate(parsed):
-        fn, saved = grid_loss_fn(regime), carry[i][1]
-        batches = [fn(*jax.tree_util.tree_map(lambda a: a[lo:lo + eval_batch], (params0, saved)))
+    for regime, (fs, carry, _) in zip(parsed, runners):
+        fn = grid_loss_fn(regime, fs)
+        batches = [fn(*jax.tree_util.tree_map(lambda a: a[lo:lo + eval_batch],
+                                              (params0, x, carry[1])))
                    for lo in range(0, num_runs, eval_batch)]
         test_losses[regime.name] = np.concatenate([np.asarray(b) for b in batches])
 
     return YinYangResult(
         regimes=[r.name for r in parsed], thresholds=np.asarray(thr),
-        loss_curves={r.name: curves[..., i] for i, r in enumerate(parsed)},
-        crossings={r.name: np.asarray(carry[i][2]) for i, r in enumerate(parsed)},
+        loss_curves={r.name: curves[i] for i, r in enumerate(parsed)},
+        crossings={r.name: np.asarray(runners[i][1][2]) for i, r in enumerate(parsed)},
         grid=np.asarray(grid), test_losses=test_losses,
         train_points=np.asarray(x), train_labels=np.asarray(y))

@@ -1,0 +1,1 @@
+"""Experiment drivers: each module has ``run(config, workdir)``; the ConfigDict stops here."""

@@ -1,0 +1,41 @@
+"""Entry point: python main.py --config=configs/<experiment>.py --workdir=DIR.
+
+The config names its experiment (``config.experiment``); the matching driver in
+``experiments/`` runs it. Overrides work as usual: ``--config.seed=3``.
+"""
+
+import importlib
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for records and figures.")
+_DEBUG = flags.DEFINE_bool("debug", False, "Show full tracebacks for configuration errors.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+EXPERIMENTS = ("yinyang",)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.INFO)
+    config = _CONFIG.value
+    name = config.get("experiment")
+    if name not in EXPERIMENTS:
+        sys.exit(f"main.py: error: unknown experiment {name!r} in config; "
+                 f"choose one of {EXPERIMENTS}")
+    driver = importlib.import_module(f"experiments.{name}")
+    try:
+        driver.run(config, _WORKDIR.value)
+    except (ValueError, FileNotFoundError) as e:
+        if _DEBUG.value:
+            raise
+        sys.exit(f"main.py: error: {e}")
+
+
+if __name__ == "__main__":
+    app.run(main)
