@@ -23,8 +23,12 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.INFO)
-    config = _CONFIG.value
-    name = config.get("experiment")
+    try:
+        config = _CONFIG.value
+        name = config.get("experiment")
+    except OSError as e:                      # missing or broken config file
+        detail = " ".join(line.strip() for line in str(e).splitlines()[-3:])
+        sys.exit(f"main.py: error: cannot load --config: {detail}")
     if name not in EXPERIMENTS:
         sys.exit(f"main.py: error: unknown experiment {name!r} in config; "
                  f"choose one of {EXPERIMENTS}")
@@ -37,5 +41,17 @@ def main(argv):
         sys.exit(f"main.py: error: {e}")
 
 
+def parse_flags(argv):
+    """absl flag parsing with one-line errors instead of a traceback wall."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        sys.exit(f"main.py: error: {e}")
+    except (AttributeError, KeyError) as e:   # ml_collections: override of a missing key
+        key = str(e).strip("\"'")
+        sys.exit(f"main.py: error: unknown config key {key!r} in a --config.<key> override; "
+                 "valid keys are those set in the config file")
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
