@@ -73,7 +73,7 @@ def make_train_step(apply_fn: ApplyFn, regime: Regime,
         measurements = {
             "train_loss": loss,
             "train_accuracy": jnp.mean(losses.per_example_correct(logits, y)),
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
         }
         return TrainState(params, opt_state, state.step + 1), measurements
 

@@ -1,0 +1,78 @@
+"""Groups of examples (C-score deciles, clean / noisy, all) as index arrays into a split.
+
+Per-group metrics are tracked on a fixed sample of each group; the sample of a
+group depends only on ``(seed, group name, mask)``, not on the other groups.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+
+def decile_bins(scores: np.ndarray, num_bins: int = 10) -> np.ndarray:
+    """Bin id (int32, ``(N,)``) per example: equal-count bins of the sorted scores.
+
+    Bin 0 holds the lowest scores. Ties are broken stably by index (the earlier
+    example goes to the lower bin). When ``num_bins`` does not divide ``N``,
+    bin sizes differ by at most one.
+    """
+    scores = np.asarray(scores)
+    if scores.ndim != 1 or not np.all(np.isfinite(scores)):
+        raise ValueError(f"scores must be a 1-d array of finite numbers; got shape {scores.shape}.")
+    if not 1 <= num_bins <= scores.shape[0]:
+        raise ValueError(f"num_bins must be in [1, N={scores.shape[0]}]; got {num_bins}.")
+    n = scores.shape[0]
+    order = np.argsort(scores, kind="stable")
+    bins = np.empty(n, dtype=np.int32)
+    bins[order] = (np.arange(n) * num_bins) // n
+    return bins
+
+
+def _group_rng(seed: int, name: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
+
+
+def sample_groups(
+    membership: dict[str, np.ndarray], size: int | None, seed: int
+) -> dict[str, np.ndarray]:
+    """A seeded sample of at most ``size`` sorted indices from each named boolean mask.
+
+    A group smaller than ``size`` (or any group when ``size`` is None) is taken
+    whole. An empty group raises ValueError naming it.
+    """
+    if size is not None and size < 1:
+        raise ValueError(f"size must be a positive int or None (whole groups); got {size}.")
+    groups = {}
+    for name, mask in membership.items():
+        mask = np.asarray(mask)
+        if mask.dtype != bool or mask.ndim != 1:
+            raise ValueError(
+                f"group {name!r} must be a 1-d boolean mask; got dtype {mask.dtype}, "
+                f"shape {mask.shape}."
+            )
+        idx = np.flatnonzero(mask)
+        if idx.size == 0:
+            raise ValueError(f"group {name!r} is empty; drop it or check how it was built.")
+        if size is not None and size < idx.size:
+            idx = np.sort(_group_rng(seed, name).choice(idx, size=size, replace=False))
+        groups[name] = idx
+    return groups
+
+
+def decile_groups(scores: np.ndarray, size: int | None, seed: int) -> dict[str, np.ndarray]:
+    """``{"decile_0": idx, ..., "decile_9": idx}``; decile 0 has the lowest scores."""
+    bins = decile_bins(scores, num_bins=10)
+    return sample_groups({f"decile_{b}": bins == b for b in range(10)}, size, seed)
+
+
+def noise_groups(noisy_mask: np.ndarray, size: int | None, seed: int) -> dict[str, np.ndarray]:
+    """``{"clean": idx, "noisy": idx}`` from the mask returned by ``corrupt_labels``."""
+    noisy_mask = np.asarray(noisy_mask, dtype=bool)
+    return sample_groups({"clean": ~noisy_mask, "noisy": noisy_mask}, size, seed)
+
+
+def all_group(n: int, size: int | None, seed: int) -> dict[str, np.ndarray]:
+    """``{"all": idx}``: a sample of ``range(n)``."""
+    return sample_groups({"all": np.ones(n, dtype=bool)}, size, seed)

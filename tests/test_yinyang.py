@@ -1,0 +1,370 @@
+"""The yin-yang experiment (Fig. 1): records, oracles for the in-scan logic, the CLI."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+import configs.yinyang
+import configs.yinyang_tiny
+from experiments import yinyang as driver
+from lazy_hasty import models, progress, records, train, yinyang
+from lazy_hasty.data import yinyang as data
+from lazy_hasty.regimes import parse_regime
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REGIMES = ["alpha=1", "alpha=100", "linearized"]
+
+# The "modest" run of the brief: enough seeds for the paper's finding to show.
+MODEST = dict(seed=0, num_runs=8, num_steps=2000, learning_rate=0.5,
+              thresholds=(0.5, 0.4, 0.3), regimes=REGIMES, grid_resolution=20)
+
+# A very small run for determinism (compile-dominated).
+SMALL = dict(num_runs=3, num_steps=200, learning_rate=0.5, thresholds=(0.6, 0.5),
+             regimes=["alpha=1", "linearized"], n_train=40, hidden=(16, 16),
+             grid_resolution=6, segments=4)
+
+
+# --------------------------------------------------------------------- driver
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("yinyang") / "work")      # not yet existing
+    config = configs.yinyang_tiny.get_config()
+    paths = driver.run(config, workdir)
+    return config, workdir, paths
+
+
+def test_driver_writes_the_four_files(tiny_run):
+    _, workdir, paths = tiny_run
+    names = ("config.json", "metrics.jsonl", "fig1.npz", "fig1.png")
+    assert sorted(paths) == sorted(names)
+    assert sorted(os.listdir(workdir)) == sorted(names)             # no temporaries left
+    for name in names:
+        assert paths[name] == os.path.join(workdir, name)
+        assert os.path.getsize(paths[name]) > 0
+    with open(paths["fig1.png"], "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_config_json_round_trips(tiny_run):
+    config, _, paths = tiny_run
+    with open(paths["config.json"]) as f:
+        loaded = json.load(f)
+    want = {k: list(v) if isinstance(v, tuple) else v for k, v in config.to_dict().items()}
+    assert loaded == want
+    assert loaded["hidden"] == [60, 60, 60] and loaded["thresholds"] == [0.5, 0.4, 0.3]
+    assert loaded["num_runs"] == 4 and loaded["learning_rate"] == 0.5
+
+
+def test_fig1_npz_contents(tiny_run):
+    config, _, paths = tiny_run
+    m = config.grid_resolution ** 2
+    with np.load(paths["fig1.npz"], allow_pickle=False) as z:
+        assert z["points"].shape == (m, 2)
+        np.testing.assert_allclose(z["points"], np.asarray(data.grid_points(16)))
+        np.testing.assert_allclose(z["thresholds"], config.thresholds, rtol=1e-6)
+        t = len(config.thresholds)
+        for key in ("delta_alpha100", "delta_linearized"):
+            assert z[key].shape == (t, m)
+            assert np.isfinite(z[key]).all()          # the driver refuses empty thresholds
+        used = z["runs_used"]
+        assert used.shape == (t, 2) and np.issubdtype(used.dtype, np.integer)
+        assert used.min() >= 1 and used.max() <= config.num_runs
+        for name in REGIMES:
+            curves, cross = z[f"loss_{name}"], z[f"crossings_{name}"]
+            assert curves.shape == (config.num_runs, config.num_steps)
+            assert cross.shape == (config.num_runs, t)
+            # In-scan crossings == host-side first crossings of the recorded curves.
+            np.testing.assert_array_equal(cross,
+                                          progress.first_crossings(curves, z["thresholds"]))
+        # runs_used counts the runs where both regimes crossed.
+        c1 = z["crossings_alpha=1"] >= 0
+        np.testing.assert_array_equal(used[:, 0], (c1 & (z["crossings_alpha=100"] >= 0)).sum(0))
+        np.testing.assert_array_equal(used[:, 1],
+                                      (c1 & (z["crossings_linearized"] >= 0)).sum(0))
+        assert z["train_points"].shape == (config.n_train, 2)
+        np.testing.assert_array_equal(z["train_labels"],
+                                      np.asarray(data.yinyang_labels(z["train_points"])))
+
+
+def test_metrics_rows_match_recorded_curves(tiny_run):
+    config, _, paths = tiny_run
+    rows = records.read_jsonl(paths["metrics.jsonl"])
+    z = np.load(paths["fig1.npz"], allow_pickle=False)
+    assert rows and {r["regime"] for r in rows} == set(REGIMES)
+    seen = {name: [] for name in REGIMES}
+    for row in rows:
+        assert set(row) == {"step", "regime", "train_loss", "train_loss_q10",
+                            "train_loss_q50", "train_loss_q90"}
+        step = row["step"]
+        assert isinstance(step, int) and 0 <= step < config.num_steps
+        seen[row["regime"]].append(step)
+        assert row["train_loss_q10"] <= row["train_loss_q50"] <= row["train_loss_q90"]
+        # Oracle: the statistics of the curves saved in fig1.npz at that step.
+        col = z[f"loss_{row['regime']}"][:, step]
+        assert not np.isnan(col).all()
+        np.testing.assert_allclose(row["train_loss"], np.nanmean(col), rtol=1e-6)
+        np.testing.assert_allclose(
+            [row["train_loss_q10"], row["train_loss_q50"], row["train_loss_q90"]],
+            np.nanquantile(col, [0.1, 0.5, 0.9]), rtol=1e-6)
+    for name, steps in seen.items():
+        assert steps == sorted(set(steps)) and steps[0] == 0        # strictly increasing
+        # Every log-spaced step is recorded until the regime's curves stop.
+        curves = z[f"loss_{name}"]
+        want = [s for s in records.log_spaced_steps(config.num_steps)
+                if not np.isnan(curves[:, s]).all()]
+        assert steps == want
+    first = [r for r in rows if r["step"] == 0]
+    for r in first:                                   # every regime starts at f = 0
+        assert r["train_loss"] == pytest.approx(np.log(2.0), rel=1e-5)
+
+
+def test_fig1_qualitative_on_tiny_run(tiny_run):
+    """Paper: at equal progress the non-linear regime does worse in the disks."""
+    _, _, paths = tiny_run
+    with np.load(paths["fig1.npz"], allow_pickle=False) as z:
+        inside = np.asarray(data.in_disks(z["points"]))
+        for key in ("delta_linearized", "delta_alpha100"):
+            d = z[key][-1]
+            assert d[inside].mean() > d[~inside].mean() + 0.02, key
+
+
+# ------------------------------------------------------------ direct library
+
+@pytest.fixture(scope="module")
+def modest():
+    return yinyang.run_yinyang(**MODEST)
+
+
+def test_result_shapes(modest):
+    r, t, m = MODEST["num_runs"], len(MODEST["thresholds"]), MODEST["grid_resolution"] ** 2
+    assert modest.regimes == REGIMES
+    np.testing.assert_allclose(modest.thresholds, MODEST["thresholds"], rtol=1e-6)
+    assert modest.grid.shape == (m, 2)
+    assert modest.train_points.shape == (r, 100, 2) and modest.train_labels.shape == (r, 100)
+    for name in REGIMES:
+        assert modest.loss_curves[name].shape == (r, MODEST["num_steps"])
+        assert modest.crossings[name].shape == (r, t)
+        assert modest.test_losses[name].shape == (r, t, m)
+    # Each run has its own training set.
+    assert not np.array_equal(modest.train_points[0], modest.train_points[1])
+
+
+def test_crossings_match_host_first_crossings(modest):
+    for name in REGIMES:
+        got = modest.crossings[name]
+        want = progress.first_crossings(modest.loss_curves[name], modest.thresholds)
+        np.testing.assert_array_equal(got, want, err_msg=name)
+        assert (got[:, 0] >= 0).all()                 # the first threshold is easy
+    # The non-linear regime is the fast one (paper: it trains faster overall).
+    assert np.all(modest.crossings["alpha=1"][:, 0] < modest.crossings["linearized"][:, 0])
+
+
+def test_stop_when_crossed_only_cuts_after_every_crossing(modest):
+    for name in REGIMES:
+        curves = modest.loss_curves[name]
+        nan_steps = np.flatnonzero(np.isnan(curves).all(axis=0))
+        assert np.array_equal(np.isnan(curves).any(0), np.isnan(curves).all(0))
+        if nan_steps.size:
+            assert (modest.crossings[name] >= 0).all()
+            assert nan_steps[0] > modest.crossings[name].max()
+            assert np.array_equal(nan_steps, np.arange(nan_steps[0], curves.shape[1]))
+    # alpha=1 reaches every threshold in every run within 2000 steps here.
+    assert np.isnan(modest.loss_curves["alpha=1"][:, -1]).all()
+
+
+def test_delta_equals_numpy_masked_mean(modest):
+    for nonlinear, linear in (("alpha=1", "linearized"), ("alpha=1", "alpha=100")):
+        mean, counts = modest.delta(nonlinear, linear)
+        used = (modest.crossings[nonlinear] >= 0) & (modest.crossings[linear] >= 0)
+        diff = (modest.test_losses[nonlinear].astype(np.float64)
+                - modest.test_losses[linear].astype(np.float64))
+        np.testing.assert_array_equal(counts, used.sum(0))
+        for t in range(len(modest.thresholds)):
+            if used[:, t].any():
+                np.testing.assert_allclose(mean[t], diff[used[:, t], t].mean(0),
+                                           rtol=1e-4, atol=1e-6)
+            else:
+                assert np.isnan(mean[t]).all()
+    # Some run misses the last threshold in the linear regime (not all used).
+    assert modest.delta("alpha=1", "linearized")[1][-1] < MODEST["num_runs"]
+
+
+def _reconstruct_run(seed, run, n_train=100, hidden=(60, 60, 60)):
+    module = models.get_model("mlp", features=hidden, num_outputs=1)
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), run)
+    k_data, k_init = jax.random.split(key)
+    x, y = data.sample_train(k_data, n_train)
+    params0, _ = models.init_model(module, k_init, x)
+    return models.make_apply_fn(module, {}), params0, x, y
+
+
+@pytest.mark.parametrize("name", REGIMES)
+def test_grid_loss_at_crossing_matches_independent_retraining(modest, name):
+    """Retrain one run in parameter space (unbatched, plain loop) up to its
+    crossing step and evaluate the grid: equals the in-scan snapshot's loss."""
+    run, t = 0, 1
+    apply_fn, params0, x, y = _reconstruct_run(MODEST["seed"], run)
+    np.testing.assert_array_equal(np.asarray(x), modest.train_points[run])
+    np.testing.assert_array_equal(np.asarray(y), modest.train_labels[run])
+    regime = parse_regime(name)
+    opt = train.regime_optimizer(regime, "sgd", MODEST["learning_rate"])
+    step_fn = jax.jit(train.make_train_step(apply_fn, regime, opt))
+    state = train.init_state(regime, params0, opt)
+    crossing = int(modest.crossings[name][run, t])
+    assert crossing > 0
+    losses = []
+    for _ in range(crossing + 1):
+        new_state, m = step_fn(state, params0, x, y)
+        losses.append(float(m["train_loss"]))
+        if len(losses) <= crossing:
+            state = new_state
+    # The independent curve crosses at the same step (with a float32 margin check).
+    np.testing.assert_allclose(losses, modest.loss_curves[name][run, :crossing + 1],
+                               rtol=2e-4, atol=1e-6)
+    assert losses[crossing] <= MODEST["thresholds"][t] + 1e-6
+    assert min(losses[:crossing]) > MODEST["thresholds"][t] - 1e-6
+    grid = data.grid_points(MODEST["grid_resolution"])
+    want = jax.jit(train.evaluate, static_argnums=(0, 1))(
+        apply_fn, regime, params0, state.params, grid, data.yinyang_labels(grid))[0]
+    np.testing.assert_allclose(modest.test_losses[name][run, t], np.asarray(want),
+                               rtol=2e-3, atol=2e-4)
+
+
+def test_fig1_finding_on_modest_run(modest):
+    """Paper: Δloss (alpha=1 minus linearized) at the last threshold is higher
+    inside the flipped disks than outside."""
+    inside = np.asarray(data.in_disks(modest.grid))
+    assert 0 < inside.sum() < inside.size
+    delta, used = modest.delta("alpha=1", "linearized")
+    assert used[-1] >= 3
+    d = delta[-1]
+    assert d[inside].mean() > d[~inside].mean() + 0.05
+
+
+@pytest.fixture(scope="module")
+def small_pair():
+    return yinyang.run_yinyang(seed=1, **SMALL), yinyang.run_yinyang(seed=1, **SMALL)
+
+
+def test_same_seed_is_deterministic(small_pair):
+    a, b = small_pair
+    for name in SMALL["regimes"]:
+        np.testing.assert_array_equal(a.loss_curves[name], b.loss_curves[name])
+        np.testing.assert_array_equal(a.crossings[name], b.crossings[name])
+        np.testing.assert_array_equal(a.test_losses[name], b.test_losses[name])
+    np.testing.assert_array_equal(a.train_points, b.train_points)
+    assert (a.crossings["alpha=1"] >= 0).all()
+
+
+def test_different_seed_differs(small_pair):
+    a, _ = small_pair
+    c = yinyang.run_yinyang(seed=2, **dict(SMALL, regimes=["alpha=1"]))
+    assert not np.array_equal(a.train_points, c.train_points)
+    first = slice(0, 20)                         # before any regime stops
+    assert not np.allclose(a.loss_curves["alpha=1"][:, first],
+                           c.loss_curves["alpha=1"][:, first])
+    # Both start from f = 0 (loss log 2) whatever the seed.
+    np.testing.assert_allclose(c.loss_curves["alpha=1"][:, 0], np.log(2.0), rtol=1e-5)
+
+
+def test_callback_follows_segments():
+    calls = []
+    res = yinyang.run_yinyang(seed=3, **dict(SMALL, regimes=["alpha=1"], num_steps=8,
+                                             segments=3, stop_when_crossed=False),
+                              callback=lambda done, total, s: calls.append((done, total)))
+    assert calls == [(2, 8), (5, 8), (8, 8)]
+    assert not np.isnan(res.loss_curves["alpha=1"]).any()
+
+
+# ----------------------------------------------------- in-process validation
+
+def test_driver_rejects_equal_alphas(tmp_path):
+    config = configs.yinyang_tiny.get_config()
+    config.linear_alpha = 1.0
+    with pytest.raises(ValueError, match="both alpha=1"):
+        driver.run(config, str(tmp_path / "w"))
+    assert not os.path.exists(tmp_path / "w")
+
+
+def test_driver_rejects_unknown_key(tmp_path):
+    config = configs.yinyang_tiny.get_config()
+    config.bogus = 1
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['bogus'\]"):
+        driver.run(config, str(tmp_path / "w"))
+
+
+def test_bad_thresholds_rejected_before_training():
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        yinyang.run_yinyang(seed=0, **dict(SMALL, thresholds=(0.5, 0.6)))
+
+
+# ------------------------------------------------------------------------ CLI
+
+LOG_LINE = re.compile(r"^[IWEF]\d{4} ")            # absl log lines
+
+
+def _cli(tmp_path, *overrides):
+    workdir = tmp_path / "work"
+    proc = subprocess.run(
+        [sys.executable, "main.py", "--config=configs/yinyang_tiny.py",
+         f"--workdir={workdir}", *overrides],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    messages = [l for l in proc.stderr.splitlines() if l.strip() and not LOG_LINE.match(l)]
+    return proc, messages, workdir
+
+
+def _assert_clean_error(proc, messages, *needles):
+    assert proc.returncode != 0, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert len(messages) == 1, proc.stderr
+    assert messages[0].startswith("main.py: error:"), messages
+    for needle in needles:
+        assert needle in messages[0], messages
+
+
+@pytest.mark.parametrize("override", ["--config.linear_alpha=0",
+                                      "--config.nonlinear_alpha=-1"])
+def test_cli_bad_alpha(tmp_path, override):
+    proc, messages, workdir = _cli(tmp_path, override)
+    _assert_clean_error(proc, messages, "alpha")
+    assert not workdir.exists()
+
+
+def test_cli_unknown_key_has_no_traceback(tmp_path):
+    proc, messages, workdir = _cli(tmp_path, "--config.bogus=1")
+    _assert_clean_error(proc, messages, "bogus")
+    assert not workdir.exists()
+
+
+def test_cli_thresholds_never_reached(tmp_path):
+    proc, messages, workdir = _cli(tmp_path, "--config.num_steps=5", "--config.num_runs=2",
+                                   "--config.grid_resolution=4", "--config.hidden=(8,)",
+                                   "--config.n_train=10")
+    _assert_clean_error(proc, messages, "num_steps", "within 5 steps")
+    assert not workdir.exists() or os.listdir(workdir) == []
+
+
+def test_cli_unknown_experiment(tmp_path):
+    proc, messages, workdir = _cli(tmp_path, "--config.experiment=nope")
+    _assert_clean_error(proc, messages, "unknown experiment 'nope'", "yinyang")
+    assert not workdir.exists()
+
+
+def test_cli_increasing_thresholds(tmp_path):
+    proc, messages, workdir = _cli(tmp_path, "--config.thresholds=(0.5,0.6)")
+    _assert_clean_error(proc, messages, "strictly decreasing")
+    assert not workdir.exists()
+
+
+def test_cli_workdir_is_a_file(tmp_path):
+    (tmp_path / "work").write_text("x")
+    proc, messages, _ = _cli(tmp_path)
+    _assert_clean_error(proc, messages, "not a directory")
+    assert (tmp_path / "work").read_text() == "x"
