@@ -16,7 +16,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for records and figur
 _DEBUG = flags.DEFINE_bool("debug", False, "Show full tracebacks for configuration errors.")
 flags.mark_flags_as_required(["config", "workdir"])
 
-EXPERIMENTS = ("yinyang",)
+EXPERIMENTS = ("yinyang", "difficulty")
 
 
 def main(argv):

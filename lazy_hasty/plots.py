@@ -1,7 +1,7 @@
 """Paper figures, drawn from saved records alone (no training here).
 
-Every figure of the reproduction lives in this module; for now only Fig. 1 (the
-yin-yang toy). Uses matplotlib's non-interactive "Agg" backend.
+Every figure of the reproduction lives in this module: Fig. 1 (the yin-yang
+toy) and Fig. 2 (example difficulty). Uses matplotlib's "Agg" backend.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 from matplotlib.gridspec import GridSpec  # noqa: E402
 from matplotlib.patches import Circle  # noqa: E402
 
+from lazy_hasty import progress  # noqa: E402
 from lazy_hasty.data.yinyang import DISK_CENTRES, DISK_RADIUS  # noqa: E402
 
 DELTA_CMAP = "RdYlGn_r"
@@ -192,3 +193,70 @@ def plot_fig1(
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return vmax
+
+
+LINEARITY_METRICS = ("sign_similarity", "ntk_alignment", "representation_alignment")
+"""Record keys of the linearity metrics (paper, Appendix A)."""
+
+REGIME_STYLES = ("-", "--", ":", "-.")
+"""Line style of each regime, in the order given (paper: solid α=1, dashed α=100)."""
+
+
+def _regime_curve(records: Sequence[Mapping], regime: str, x_key: str, y_key: str,
+                  decreasing: bool, num: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """``y_key`` at the first passage of ``x_key`` through a grid over its range."""
+    rows = [r for r in records if r["regime"] == regime and r.get(y_key) is not None]
+    if len(rows) < 2:
+        return np.array([]), np.array([])
+    x = np.array([r[x_key] for r in rows], float)
+    y = np.array([r[y_key] for r in rows], float)
+    try:
+        grid = progress.common_grid(x, x, decreasing=decreasing, num=num)
+    except ValueError:                          # no progress at all
+        return x[:1], y[:1]
+    return grid, progress.at_progress(x, y, grid, decreasing=decreasing)
+
+
+def plot_difficulty(path: str, records: Sequence[Mapping], *, regimes: Sequence[str],
+                    difficulty: str, dpi: int = 110) -> None:
+    """Fig. 2 from records: per-group accuracy vs progress (left), linearity (right).
+
+    ``difficulty="cscores"``: training accuracy of each C-score decile against the
+    mean training loss (axis reversed: progress goes right). ``"noise"``: clean,
+    noisy (w.r.t. the noisy label) and test accuracy against clean accuracy.
+    Solid line: first regime; dashed: second (and so on).
+    """
+    if difficulty == "cscores":
+        x_key, decreasing, xlabel = "train_loss", True, "mean training loss"
+        groups = [f"train/decile_{k}" for k in range(10)]
+        colours = plt.cm.viridis(np.linspace(0, 0.95, len(groups)))
+    else:
+        x_key, decreasing, xlabel = "train/clean/accuracy", False, "clean-example accuracy"
+        groups = ["train/clean", "train/noisy", "test/all"]
+        colours = ["tab:green", "tab:red", "tab:blue"]
+    fig = plt.figure(figsize=(12, 4.2), layout="constrained")
+    gs = GridSpec(1, 2 + len(LINEARITY_METRICS), figure=fig,
+                  width_ratios=[2.4, 0.2] + [1] * len(LINEARITY_METRICS))
+    ax = fig.add_subplot(gs[0, 0])
+    for regime, style in zip(regimes, REGIME_STYLES):
+        for group, colour in zip(groups, colours):
+            x, y = _regime_curve(records, regime, x_key, f"{group}/accuracy", decreasing)
+            label = group.split("/", 1)[1] if regime == regimes[0] else None
+            ax.plot(x, y, style, color=colour, lw=1.3, label=label)
+    if decreasing:
+        ax.invert_xaxis()
+    ax.set(xlabel=xlabel, ylabel="accuracy", title="accuracy per group at equal progress\n"
+           + ", ".join(f"{s} {pretty_name(r)}" for r, s in zip(regimes, REGIME_STYLES)))
+    ax.legend(fontsize=7, ncol=2 if len(groups) > 5 else 1)
+    for i, metric in enumerate(LINEARITY_METRICS):
+        ax = fig.add_subplot(gs[0, 2 + i])
+        for regime, style in zip(regimes, REGIME_STYLES):
+            x, y = _regime_curve(records, regime, x_key, metric, decreasing, num=30)
+            ax.plot(x, y, style, color="k", marker=".", ms=3, label=pretty_name(regime))
+        if decreasing:
+            ax.invert_xaxis()
+        ax.set(title=metric.replace("_", " "), xlabel=xlabel, ylim=(-0.05, 1.05))
+        if i == 0:
+            ax.legend(fontsize=7)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)

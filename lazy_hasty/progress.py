@@ -49,3 +49,87 @@ def masked_mean(values: jnp.ndarray, mask: jnp.ndarray, axis: int = 0):
     count = mask.sum(axis)
     return jnp.where(count > 0, jnp.where(mask, values, 0).sum(axis) / jnp.maximum(count, 1),
                      jnp.nan)
+
+
+def at_progress(progress_values: np.ndarray, metric: np.ndarray, grid: np.ndarray,
+                *, decreasing: bool = True) -> np.ndarray:
+    """``metric`` where ``progress_values`` first reaches each level of ``grid``.
+
+    Records are in training order; ``metric`` has records on axis 0. The value is
+    interpolated linearly between the record before and the record at the first
+    crossing, so a noisy (non-monotone) progress curve is read at its first
+    passage, as the yin-yang thresholds. Levels never reached give NaN.
+    """
+    sign = 1.0 if decreasing else -1.0
+    prog = sign * np.asarray(progress_values, np.float64)
+    levels = sign * np.asarray(grid, np.float64)
+    metric = np.asarray(metric, np.float64)
+    first = first_crossings(prog, levels)                             # (G,)
+    out = np.full((len(levels),) + metric.shape[1:], np.nan)
+    for g, i in enumerate(first):
+        if i < 0:
+            continue
+        if i == 0 or prog[i - 1] == prog[i]:
+            out[g] = metric[i]
+            continue
+        w = (prog[i - 1] - levels[g]) / (prog[i - 1] - prog[i])
+        out[g] = (1 - w) * metric[i - 1] + w * metric[i]
+    return out
+
+
+def common_grid(progress_a: np.ndarray, progress_b: np.ndarray, *, decreasing: bool = True,
+                num: int = 100) -> np.ndarray:
+    """``num`` progress levels reached by both runs, from their common start."""
+    a, b = np.asarray(progress_a, float), np.asarray(progress_b, float)
+    if decreasing:
+        start, end = min(a[0], b[0]), max(a.min(), b.min())
+    else:
+        start, end = max(a[0], b[0]), min(a.max(), b.max())
+    if (end >= start) if decreasing else (end <= start):
+        raise ValueError("the two runs share no progress range; train them longer")
+    return np.linspace(start, end, num)
+
+
+def hastiness(progress_nl: np.ndarray, easy_nl: np.ndarray, hard_nl: np.ndarray,
+              progress_lin: np.ndarray, easy_lin: np.ndarray, hard_lin: np.ndarray,
+              *, decreasing: bool = True, num: int = 100) -> float:
+    """Mean over the common progress range of ``gap_nonlinear - gap_linear``.
+
+    ``gap = accuracy(easy) - accuracy(hard)`` at equal progress. Positive: the
+    non-linear run favours easy examples more than the linear one (it "hastens").
+    Inputs are per-record curves (records in training order); ``easy_*`` and
+    ``hard_*`` may carry trailing axes (e.g. bootstrap replicates).
+    """
+    grid = common_grid(progress_nl, progress_lin, decreasing=decreasing, num=num)
+    gap = lambda p, e, h: (at_progress(p, e, grid, decreasing=decreasing)
+                           - at_progress(p, h, grid, decreasing=decreasing))
+    diff = gap(progress_nl, easy_nl, hard_nl) - gap(progress_lin, easy_lin, hard_lin)
+    return np.nanmean(diff, axis=0)
+
+
+def bootstrap_hastiness(progress_nl: np.ndarray, correct_nl: np.ndarray,
+                        progress_lin: np.ndarray, correct_lin: np.ndarray,
+                        easy: np.ndarray, hard: np.ndarray, *, decreasing: bool = True,
+                        num_resamples: int = 200, seed: int = 0, level: float = 0.95
+                        ) -> tuple[float, tuple[float, float]]:
+    """Hastiness and a bootstrap interval over the examples of the two groups.
+
+    ``correct_*`` are (records, examples) 0/1 arrays; ``easy``/``hard`` index
+    the examples of each group. Resampling is paired between the two regimes
+    (same examples); the progress curves are held fixed.
+    """
+    rng = np.random.default_rng(seed)
+    draws = [(rng.choice(easy, len(easy)), rng.choice(hard, len(hard)))
+             for _ in range(num_resamples)]
+    def stack(correct, idx_list):
+        return np.stack([correct[:, i].mean(axis=1) for i in idx_list], axis=-1)
+    value = hastiness(progress_nl, correct_nl[:, easy].mean(1), correct_nl[:, hard].mean(1),
+                      progress_lin, correct_lin[:, easy].mean(1), correct_lin[:, hard].mean(1),
+                      decreasing=decreasing)
+    reps = hastiness(progress_nl, stack(correct_nl, [e for e, _ in draws]),
+                     stack(correct_nl, [h for _, h in draws]),
+                     progress_lin, stack(correct_lin, [e for e, _ in draws]),
+                     stack(correct_lin, [h for _, h in draws]), decreasing=decreasing)
+    tail = (1 - level) / 2
+    lo, hi = np.quantile(reps, [tail, 1 - tail])
+    return float(value), (float(lo), float(hi))

@@ -75,3 +75,12 @@ def log_spaced_steps(num_steps: int, num: int = 100) -> np.ndarray:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     steps = np.unique(np.round(np.geomspace(1, num_steps, num)).astype(int) - 1)
     return np.union1d([0, num_steps - 1], steps)
+
+
+def append_jsonl(path: str, record: Mapping[str, Any]) -> None:
+    """Appends one record as a single line (one ``write`` call), flushed to disk."""
+    line = json.dumps(_jsonable(record), sort_keys=True) + "\n"
+    with open(path, "a") as f:
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())

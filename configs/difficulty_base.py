@@ -1,0 +1,37 @@
+"""Every key of the example-difficulty experiments (Section 4), with defaults.
+
+Derived configs (``digits_*.py``, ``cifar10_*.py``) override what differs.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.experiment = "difficulty"
+    config.seed = 0                     # init, minibatch order, noise, groups, probe set
+    config.dataset = "digits"           # "digits" (embedded) or "cifar10" (TFDS)
+    config.data_dir = ""                # TFDS data_dir for cifar10 (prepared offline)
+    config.difficulty = "noise"         # "noise" (clean/noisy) or "cscores" (deciles)
+    config.label_noise = 0.15           # fraction of training labels replaced (paper: 15%)
+    config.cscores = "estimate"         # "estimate" (eq. 5) or a path/URL to a published npz
+    config.cscore_cache = ""            # default ~/.cache/lazy_hasty/<dataset>_cscores.npz
+    config.cscore_models_per_ratio = 32
+    config.cscore_steps = 200
+    config.group_size = 0               # examples sampled per group (0: all)
+    config.test_size = 0                # test examples evaluated (0: all)
+    config.model = "cnn"
+    config.model_kwargs = ml_collections.ConfigDict({"width": 32})
+    config.regimes = ("alpha=1", "alpha=100")
+    config.num_epochs = (100, 300)      # one entry per regime
+    config.compare = ("alpha=1", "alpha=100")   # (non-linear, linear) for hastiness
+    config.batch_size = 100
+    config.learning_rate = 0.01         # base rate; rescaled regimes use lr / alpha^2
+    config.momentum = 0.9
+    config.ladder_ratio = 0.96          # a record each time the loss EMA drops 4%
+    config.probe_size = 32              # examples for the linearity metrics
+    config.probe_every = 5              # linearity metrics on every 5th record
+    config.ntk_implementation = "jacobian"
+    config.ntk_chunk_size = 0           # 0: no chunking
+    config.eval_batch_size = 512
+    return config

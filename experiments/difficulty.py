@@ -1,0 +1,184 @@
+"""Driver for Section 4 / Fig. 2: example difficulty by C-score deciles or label noise.
+
+Every regime trains from the same ``params0`` on the same minibatch order; at
+each record every example group is evaluated (and, every few records, the
+linearity probe). Outputs in the workdir: ``config.json``, ``metrics.jsonl``
+(streamed, one line per record), ``per_example.npz`` (per-record correctness of
+every group example, for bootstrap intervals), ``summary.json`` (hastiness and
+its interval) and ``fig2.png``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from configs import difficulty_base
+from experiments import common
+from lazy_hasty import consistency, minibatch, models, plots, progress, records, regimes
+from lazy_hasty.data import cscores as cscores_lib, groups as groups_lib, noise, splits
+from lazy_hasty.evaluation import GroupEvaluator, LinearityProbe
+
+DATASETS = ("digits", "cifar10")
+DIFFICULTIES = ("cscores", "noise")
+
+
+def load_dataset(name: str, seed: int, data_dir: str) -> splits.Dataset:
+    """The dataset named in the config (digits are embedded; CIFAR-10 via TFDS)."""
+    if name == "digits":
+        from lazy_hasty.data import digits
+        return digits.load_digits(seed)
+    if name == "cifar10":
+        from lazy_hasty.data import tfds_sources
+        return tfds_sources.load_cifar10(data_dir or None)
+    raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+
+
+def _cscores(config, ds: splits.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """C-scores of the train and held-out splits: published file or estimated."""
+    train, heldout = ds.splits["train"], ds.splits["heldout"]
+    if config.cscores != "estimate":
+        labels = np.concatenate([train.y, heldout.y])
+        scores = cscores_lib.load_published_cscores(config.cscores, expected_labels=labels)
+        return scores[:len(train.y)], scores[len(train.y):len(labels)]
+    x = np.concatenate([train.x, heldout.x])
+    y = np.concatenate([train.y, heldout.y])
+    cache = config.cscore_cache or os.path.join(
+        os.path.expanduser("~/.cache/lazy_hasty"), f"{config.dataset}_cscores.npz")
+    scores = consistency.cached_cscores(
+        cache, x, y, ds.num_classes, seed=config.seed,
+        models_per_ratio=config.cscore_models_per_ratio, steps=config.cscore_steps)
+    return scores[:len(train.y)], scores[len(train.y):]
+
+
+def build_groups(config, ds: splits.Dataset):
+    """Training labels (noisy if asked) and the evaluation groups.
+
+    Returns ``(train_split, groups, easy, hard, progress_key, decreasing)`` where
+    ``groups`` maps ``"split/group"`` to ``(x, y)``.
+    """
+    size = config.group_size or None
+    train, heldout, test = (ds.splits[s] for s in splits.SPLIT_NAMES)
+    named: dict[str, dict[str, np.ndarray]] = {}
+    if config.difficulty == "noise":
+        y_noisy, mask = noise.corrupt_labels(train.y, ds.num_classes, config.label_noise,
+                                             config.seed)
+        train = splits.Split(train.x, y_noisy)          # noisy examples scored on noisy labels
+        named["train"] = groups_lib.noise_groups(mask, size, config.seed)
+        named["heldout"] = {}
+        easy, hard, key, decreasing = "train/clean", "train/noisy", "train/clean/accuracy", False
+    else:
+        s_train, s_heldout = _cscores(config, ds)
+        named["train"] = groups_lib.decile_groups(s_train, size, config.seed)
+        named["heldout"] = groups_lib.decile_groups(s_heldout, size, config.seed)
+        easy, hard, key, decreasing = "train/decile_9", "train/decile_0", "train_loss", True
+    named["train"].update(groups_lib.all_group(len(train.y), size, config.seed))
+    named["heldout"].update(groups_lib.all_group(len(heldout.y), size, config.seed))
+    named["test"] = groups_lib.all_group(len(test.y), config.test_size or None, config.seed)
+    source = {"train": train, "heldout": heldout, "test": test}
+    groups = {f"{split}/{name}": (source[split].x[idx], source[split].y[idx])
+              for split, members in named.items() for name, idx in members.items()}
+    return train, groups, easy, hard, key, decreasing
+
+
+def validate(config) -> list[regimes.Regime]:
+    """All config checks that need no data, before any compute."""
+    common.check_keys(config, difficulty_base.get_config())
+    if config.dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {config.dataset!r}; choose one of {DATASETS}")
+    if config.difficulty not in DIFFICULTIES:
+        raise ValueError(f"unknown difficulty {config.difficulty!r}; "
+                         f"choose one of {DIFFICULTIES}")
+    if config.difficulty == "noise" and not 0 < config.label_noise < 1:
+        raise ValueError(f"label_noise must be in (0, 1), got {config.label_noise}")
+    parsed = [regimes.parse_regime(r) for r in config.regimes]
+    if len(config.num_epochs) != len(parsed):
+        raise ValueError(f"num_epochs {tuple(config.num_epochs)} needs one entry per regime "
+                         f"{tuple(config.regimes)}")
+    missing = [r for r in config.compare if r not in [p.name for p in parsed]]
+    if len(config.compare) != 2 or missing:
+        raise ValueError(f"compare {tuple(config.compare)} must name two of the regimes "
+                         f"{[p.name for p in parsed]}")
+    return parsed
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Trains every regime, streams records, writes the summary and Fig. 2."""
+    parsed = validate(config)
+    common.check_workdir(workdir)
+    ds = load_dataset(config.dataset, config.seed, config.data_dir)
+    train, groups, easy, hard, progress_key, decreasing = build_groups(config, ds)
+    if not 0 < config.probe_size <= len(train.y):
+        raise ValueError(f"probe_size {config.probe_size} must be in [1, {len(train.y)}] "
+                         "(the number of training examples)")
+
+    module = models.get_model(config.model, num_outputs=ds.num_classes,
+                              **config.model_kwargs.to_dict())
+    params0, state = models.init_model(module, jax.random.PRNGKey(config.seed), train.x[:1])
+    apply_fn = models.make_apply_fn(module, state)
+    evaluator = GroupEvaluator(groups, batch_size=config.eval_batch_size)
+    probe_idx = np.random.default_rng([config.seed, 1]).choice(
+        len(train.y), config.probe_size, replace=False)
+    probe = LinearityProbe(module, state, params0, train.x[np.sort(probe_idx)],
+                           ntk_implementation=config.ntk_implementation,
+                           ntk_chunk_size=config.ntk_chunk_size or None)
+
+    paths = {n: os.path.join(workdir, n) for n in
+             ("config.json", "metrics.jsonl", "per_example.npz", "summary.json", "fig2.png")}
+    records.write_json(paths["config.json"], config.to_dict())
+    records.write_jsonl(paths["metrics.jsonl"], [])
+    all_records, correct = [], {}
+    for regime, epochs in zip(parsed, config.num_epochs):
+        per_regime = []
+
+        def on_record(record, ok, per_regime=per_regime):
+            records.append_jsonl(paths["metrics.jsonl"], record)
+            all_records.append(record)
+            per_regime.append(ok.astype(np.uint8))
+
+        num_steps = int(epochs * (len(train.y) // config.batch_size))
+        logging.info("training %s for %d steps (%g epochs)", regime.name, num_steps, epochs)
+        minibatch.train_regime(
+            apply_fn=apply_fn, regime=regime, params0=params0, x_train=train.x,
+            y_train=train.y, num_steps=num_steps, batch_size=config.batch_size,
+            learning_rate=config.learning_rate, momentum=config.momentum, seed=config.seed,
+            evaluator=evaluator, on_record=on_record, probe=probe,
+            probe_every=config.probe_every, ladder_ratio=config.ladder_ratio)
+        correct[regime.name] = np.stack(per_regime)
+
+    records.write_npz(paths["per_example.npz"], group_names=np.array(evaluator.names),
+                      group_bounds=evaluator.bounds,
+                      **{f"correct_{k}": v for k, v in correct.items()})
+    summary = summarize(all_records, correct, evaluator, tuple(config.compare), easy, hard,
+                        progress_key, decreasing, config.seed)
+    records.write_json(paths["summary.json"], summary)
+    plots.plot_difficulty(paths["fig2.png"], all_records, regimes=[p.name for p in parsed],
+                          difficulty=config.difficulty)
+    logging.info("hastiness %s vs %s: %s, 95%% interval %s", *config.compare,
+                 summary["hastiness"], summary["hastiness_interval"])
+    return paths
+
+
+def summarize(all_records, correct, evaluator, compare, easy, hard, progress_key,
+              decreasing, seed) -> dict:
+    """Hastiness of ``compare[0]`` over ``compare[1]`` with a bootstrap interval."""
+    nonlinear, linear = compare
+    prog = {r: np.array([rec[progress_key] for rec in all_records if rec["regime"] == r])
+            for r in compare}
+    e, h = evaluator.slice(easy), evaluator.slice(hard)
+    easy_idx, hard_idx = np.arange(e.start, e.stop), np.arange(h.start, h.stop)
+    summary = {"nonlinear": nonlinear, "linear": linear, "easy_group": easy,
+               "hard_group": hard, "progress": progress_key,
+               "interval": "95% bootstrap over the examples of the two groups"}
+    try:
+        value, interval = progress.bootstrap_hastiness(
+            prog[nonlinear], correct[nonlinear], prog[linear], correct[linear],
+            easy_idx, hard_idx, decreasing=decreasing, seed=seed)
+    except ValueError as e:          # e.g. the runs never made comparable progress
+        logging.warning("no hastiness: %s", e)
+        return {**summary, "hastiness": None, "hastiness_interval": None, "error": str(e)}
+    return {**summary, "hastiness": value, "hastiness_interval": interval}

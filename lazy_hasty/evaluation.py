@@ -1,0 +1,95 @@
+"""Evaluators run at each record: per-group metrics and linearity probes.
+
+``GroupEvaluator`` concatenates every (split, group) example set once, so one
+compiled batched pass gives per-example loss and correctness for all groups;
+the per-example correctness is kept for bootstrap intervals. ``LinearityProbe``
+measures how far the network moved from its initialisation on a fixed probe
+set (paper, Appendix A).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lazy_hasty import linearity, losses, models, ntk
+from lazy_hasty.regimes import ApplyFn, Params, Regime
+
+
+class GroupEvaluator:
+    """Loss and accuracy of a regime on named example groups (``"split/group"``)."""
+
+    def __init__(self, groups: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                 batch_size: int = 512):
+        self.names = list(groups)
+        sizes = [len(groups[n][1]) for n in self.names]
+        self.bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        x = np.concatenate([groups[n][0] for n in self.names])
+        y = np.concatenate([groups[n][1] for n in self.names])
+        self.size = len(y)
+        self.batch_size = int(min(batch_size, self.size))
+        pad = -self.size % self.batch_size
+        self._x = np.concatenate([x, np.repeat(x[:1], pad, 0)])
+        self._y = np.concatenate([y, np.repeat(y[:1], pad, 0)])
+        self._fns: dict[str, Any] = {}
+
+    def slice(self, name: str) -> slice:
+        """Where group ``name``'s examples sit in the per-example arrays."""
+        i = self.names.index(name)
+        return slice(self.bounds[i], self.bounds[i + 1])
+
+    def _fn(self, apply_fn: ApplyFn, regime: Regime):
+        if regime.name not in self._fns:
+            def batch(params0, params, x, y):
+                logits = regime.predict(apply_fn, params0, params, x)
+                return losses.per_example_loss(logits, y), losses.per_example_correct(logits, y)
+            self._fns[regime.name] = jax.jit(batch)
+        return self._fns[regime.name]
+
+    def per_example(self, apply_fn: ApplyFn, regime: Regime, params0: Params,
+                    params: Params) -> tuple[np.ndarray, np.ndarray]:
+        """Per-example (loss, correct) over all groups, in ``self.names`` order."""
+        fn, b = self._fn(apply_fn, regime), self.batch_size
+        out = [fn(params0, params, self._x[i:i + b], self._y[i:i + b])
+               for i in range(0, len(self._y), b)]
+        loss = np.concatenate([np.asarray(o[0]) for o in out])[:self.size]
+        correct = np.concatenate([np.asarray(o[1]) for o in out])[:self.size]
+        return loss, correct
+
+    def summarize(self, loss: np.ndarray, correct: np.ndarray) -> dict[str, float]:
+        """``{"split/group/loss": ..., "split/group/accuracy": ...}`` per group."""
+        out = {}
+        for name in self.names:
+            s = self.slice(name)
+            out[f"{name}/loss"] = float(np.mean(loss[s]))
+            out[f"{name}/accuracy"] = float(np.mean(correct[s]))
+        return out
+
+
+class LinearityProbe:
+    """Sign similarity, NTK alignment and representation alignment vs ``params0``."""
+
+    def __init__(self, module, model_state: Mapping[str, Any], params0: Params,
+                 x_probe: np.ndarray, *, ntk_implementation: str = "jacobian",
+                 ntk_chunk_size: int | None = None):
+        state = dict(model_state)
+        self._x = jnp.asarray(x_probe)
+        apply_fn = models.make_apply_fn(module, state)
+        self._ntk = ntk.empirical_ntk_fn(apply_fn, implementation=ntk_implementation,
+                                         chunk_size=ntk_chunk_size)
+        self._inter = jax.jit(lambda p, x: models.intermediates(module, state, p, x))
+        self._pre0, self._feat0 = self._inter(params0, self._x)
+        self._k0 = self._ntk(params0, self._x)
+
+    def __call__(self, params: Params) -> dict[str, float]:
+        pre, feat = self._inter(params, self._x)
+        return {
+            "sign_similarity": float(linearity.sign_similarity(self._pre0, pre)),
+            "ntk_alignment": float(linearity.kernel_alignment(self._ntk(params, self._x),
+                                                              self._k0)),
+            "representation_alignment": float(
+                linearity.representation_alignment(self._feat0, feat)),
+        }

@@ -1,0 +1,42 @@
+"""When to write a record: dense in training *progress*, not just in steps.
+
+Equal-progress comparisons interpolate per-group metrics between records, so
+records follow the authors' rule: one each time an EMA of the minibatch loss
+crosses the next rung of a geometric ladder ``initial * ratio**k``, plus
+log-spaced steps, plus the first and the last step.
+"""
+
+from __future__ import annotations
+
+import math
+
+from lazy_hasty.records import log_spaced_steps
+
+
+class RecordSchedule:
+    """Stateful ``should_record(step, loss)`` for one training run."""
+
+    def __init__(self, num_steps: int, *, ladder_ratio: float = 0.96,
+                 ema_decay: float = 0.9, num_log_steps: int = 50):
+        if not 0 < ladder_ratio < 1:
+            raise ValueError(f"ladder_ratio must be in (0, 1), got {ladder_ratio}")
+        if not 0 <= ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
+        self._log_steps = set(int(s) for s in log_spaced_steps(num_steps, num_log_steps))
+        self._ratio, self._decay = ladder_ratio, ema_decay
+        self._ema: float | None = None
+        self._next_rung: float | None = None
+        self.ema_loss: float = math.nan
+
+    def should_record(self, step: int, loss: float) -> bool:
+        """Feeds the loss measured at ``step``; True if a record is due there."""
+        if self._ema is None:
+            self._ema = loss
+            self._next_rung = loss * self._ratio
+        else:
+            self._ema = self._decay * self._ema + (1 - self._decay) * loss
+        self.ema_loss = self._ema
+        crossed = self._ema <= self._next_rung
+        while self._ema <= self._next_rung:       # one record even if several rungs pass
+            self._next_rung *= self._ratio
+        return crossed or step in self._log_steps
