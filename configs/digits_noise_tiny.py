@@ -5,7 +5,7 @@ from configs import digits_noise
 
 def get_config():
     config = digits_noise.get_config()
-    config.model_kwargs.width = 8
+    config.model_kwargs.features = (32,)
     config.num_epochs = (3, 3)
     config.learning_rate = 0.05
     config.group_size = 40

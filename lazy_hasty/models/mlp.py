@@ -20,6 +20,7 @@ class MLP(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        x = x.reshape((x.shape[0], -1))          # images are flattened
         for width in self.features:
             x = torch_dense(width, x.shape[-1])(x)
             self.sow("intermediates", "preactivations", x)
