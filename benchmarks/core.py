@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import statistics
 import time
 from typing import Any, Callable, Optional
@@ -28,6 +29,15 @@ Params = Any
 ApplyFn = Callable[[Params, jax.Array], jax.Array]
 LR = 0.1
 ALPHA = 100.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """Timed repeats per case, seconds per repeat, and a cap on seconds per case."""
+
+    repeats: int
+    target_s: float
+    budget_s: float
 
 
 @dataclasses.dataclass
@@ -59,9 +69,11 @@ def setups(quick: bool) -> list[Setup]:
     x_res = jax.random.normal(k3, (n_res, 32, 32, 3))
     y_res = jax.random.randint(k4, (n_res,), 0, 10)
     resnet = get_model("resnet18", num_outputs=10, stem="cifar", norm="none", width=width)
+    # The ResNet NTK is tiny (N=2, chunk 1): on XLA:CPU the backward convolutions
+    # inside ntk's lax.map chunk loop run ~9x slower than outside a loop.
     return [
         make_setup("MLP 2-60-60-60-1", get_model("mlp"), x_mlp, y_mlp, n_mlp, None),
-        make_setup(f"ResNet18 w={width}", resnet, x_res, y_res, n_res, 2 if quick else 4),
+        make_setup(f"ResNet18 w={width}", resnet, x_res, y_res, 2, 1),
     ]
 
 
@@ -96,25 +108,32 @@ def memory_bytes(compiled: Any) -> float:
                  + mem.output_size_in_bytes)
 
 
-def calls_per_repeat(fn: Callable[..., Any], args: tuple, target_s: float = 0.2) -> int:
-    """Warms ``fn`` up; returns how many calls last about ``target_s``."""
-    start = time.perf_counter()
+def calibrate(fn: Callable[..., Any], args: tuple, target_s: float) -> tuple[int, float]:
+    """Warms ``fn`` up; returns how many calls fill ``target_s`` and their mean time."""
     jax.block_until_ready(fn(*args))
-    return max(1, int(target_s / max(time.perf_counter() - start, 1e-6)))
+    calls, start = 0, time.perf_counter()
+    while not calls or time.perf_counter() - start < target_s:
+        jax.block_until_ready(fn(*args))
+        calls += 1
+    return calls, (time.perf_counter() - start) / calls
 
 
-def seconds_per_call(cases: list[tuple[Callable[..., Any], tuple]], repeats: int
+def seconds_per_call(cases: list[tuple[Callable[..., Any], tuple]], timing: Timing
                      ) -> list[float]:
-    """Median wall time of each ``fn(*args)``, compile excluded.
+    """Median wall time of each ``fn(*args)`` after warm-up, compile excluded.
 
-    Cases are timed round-robin, so a slow spell of a shared machine hits all
-    of them alike, and each repeat runs enough calls to last ~0.2 s so that
-    dispatch noise does not dominate microsecond-scale steps.
+    Each repeat runs as many calls as fill ~``target_s`` in the calibration
+    pass (its first sample), so dispatch noise does not dominate microsecond
+    steps. Further repeats are round-robin over the cases, so a slow spell of a
+    shared machine hits all alike; slow calls get fewer repeats (at least the
+    calibration one) so that a case takes at most ~``budget_s``.
     """
-    numbers = [calls_per_repeat(fn, args) for fn, args in cases]
-    times = [[] for _ in cases]
+    calibrated = [calibrate(fn, args, timing.target_s) for fn, args in cases]
+    slowest = max(t for _, t in calibrated)
+    repeats = min(timing.repeats, int(timing.budget_s / slowest)) - 1
+    times = [[t] for _, t in calibrated]
     for _ in range(repeats):
-        for (fn, args), number, ts in zip(cases, numbers, times):
+        for (fn, args), (number, _), ts in zip(cases, calibrated, times):
             start = time.perf_counter()
             for _ in range(number):
                 out = fn(*args)
@@ -123,16 +142,16 @@ def seconds_per_call(cases: list[tuple[Callable[..., Any], tuple]], repeats: int
     return [statistics.median(ts) for ts in times]
 
 
-def measure(named: list[tuple[str, Callable[..., Any], tuple]], repeats: int
+def measure(named: list[tuple[str, Callable[..., Any], tuple]], timing: Timing
             ) -> list[tuple[str, float, float, float]]:
     """(name, seconds per call, FLOPs, memory bytes) of each jitted ``fn(*args)``."""
     compiled = [(fn.lower(*args).compile(), args) for _, fn, args in named]
-    seconds = seconds_per_call(compiled, repeats)
+    seconds = seconds_per_call(compiled, timing)
     return [(name, t, flops(c), memory_bytes(c))
             for (name, _, _), t, (c, _) in zip(named, seconds, compiled)]
 
 
-def step_rows(setup: Setup, repeats: int) -> list[list[str]]:
+def step_rows(setup: Setup, timing: Timing) -> list[list[str]]:
     """Table rows for one SGD step per regime, with ratios to the standard step."""
     f0 = jax.jit(setup.apply_fn)(setup.params0, setup.x)
     cases = [("standard", Regime("plain"), None),
@@ -142,14 +161,14 @@ def step_rows(setup: Setup, repeats: int) -> list[list[str]]:
     named = [(label, sgd_step(regime, setup.apply_fn),
               (regime.init(setup.params0), setup.params0, setup.x, setup.y, cached))
              for label, regime, cached in cases]
-    results = measure(named, repeats)
+    results = measure(named, timing)
     _, t0, fl0, mem0 = results[0]
     return [[setup.name, label, f"{t * 1e3:.3f}", f"{t / t0:.2f}", f"{fl / 1e9:.4g}",
              f"{fl / fl0:.2f}", f"{mem / 2**20:.3g}", f"{mem / mem0:.2f}"]
             for label, t, fl, mem in results]
 
 
-def ntk_rows(setup: Setup, repeats: int) -> list[list[str]]:
+def ntk_rows(setup: Setup, timing: Timing) -> list[list[str]]:
     """Table rows for the full (N, C, N, C) empirical NTK per implementation."""
     x = setup.x[:setup.ntk_n]
     named = [(impl, ntk.empirical_ntk_fn(setup.apply_fn, implementation=impl,
@@ -157,7 +176,7 @@ def ntk_rows(setup: Setup, repeats: int) -> list[list[str]]:
              for impl in ntk.IMPLEMENTATIONS]
     return [[setup.name, impl, str(len(x)), str(setup.ntk_chunk or "-"),
              f"{t * 1e3:.2f}", f"{mem / 2**20:.3g}"]
-            for impl, t, _, mem in measure(named, repeats)]
+            for impl, t, _, mem in measure(named, timing)]
 
 
 def markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -171,15 +190,21 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke check)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats")
     args = parser.parse_args()
-    repeats = args.repeats or (3 if args.quick else 7)
+    # Only costs are measured, so the values drawn do not matter, and the
+    # threefry PRNG compiles for ~1 s per parameter shape on XLA:CPU.
+    jax.config.update("jax_default_prng_impl", "rbg")
+    timing = Timing(3, 0.05, 2.0) if args.quick else Timing(7, 0.2, 10.0)
+    if args.repeats:
+        timing = dataclasses.replace(timing, repeats=args.repeats)
     print(f"jax {jax.__version__}, backend {jax.default_backend()}, "
-          f"{jax.device_count()} device(s): {jax.devices()[0].device_kind}\n")
+          f"{jax.device_count()} device(s) ({jax.devices()[0].device_kind}), "
+          f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}\n")
     all_setups = setups(args.quick)
-    steps = [row for s in all_setups for row in step_rows(s, repeats)]
+    steps = [row for s in all_setups for row in step_rows(s, timing)]
     print(markdown(["setup", "step", "ms/step", "time ratio", "GFLOPs", "FLOP ratio",
                     "memory MiB", "memory ratio"], steps))
     print()
-    kernels = [row for s in all_setups for row in ntk_rows(s, repeats)]
+    kernels = [row for s in all_setups for row in ntk_rows(s, timing)]
     print(markdown(["setup", "NTK implementation", "N", "chunk", "ms", "memory MiB"],
                    kernels))
 

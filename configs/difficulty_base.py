@@ -12,6 +12,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.seed = 0                     # init, minibatch order, noise, groups, probe set
     config.dataset = "digits"           # "digits" (embedded) or "cifar10" (TFDS)
     config.data_dir = ""                # TFDS data_dir for cifar10 (prepared offline)
+    config.distractors = 0              # digits only: extra pure-noise input features
     config.difficulty = "noise"         # "noise" (clean/noisy) or "cscores" (deciles)
     config.label_noise = 0.15           # fraction of training labels replaced (paper: 15%)
     config.cscores = "estimate"         # "estimate" (eq. 5) or a path/URL to a published npz

@@ -27,11 +27,12 @@ DATASETS = ("digits", "cifar10")
 DIFFICULTIES = ("cscores", "noise")
 
 
-def load_dataset(name: str, seed: int, data_dir: str) -> splits.Dataset:
+def load_dataset(name: str, seed: int, data_dir: str, distractors: int = 0) -> splits.Dataset:
     """The dataset named in the config (digits are embedded; CIFAR-10 via TFDS)."""
     if name == "digits":
         from lazy_hasty.data import digits
-        return digits.load_digits(seed)
+        ds = digits.load_digits(seed)
+        return digits.with_distractors(ds, distractors, seed) if distractors else ds
     if name == "cifar10":
         from lazy_hasty.data import tfds_sources
         return tfds_sources.load_cifar10(data_dir or None)
@@ -110,7 +111,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains every regime, streams records, writes the summary and Fig. 2."""
     parsed = validate(config)
     common.check_workdir(workdir)
-    ds = load_dataset(config.dataset, config.seed, config.data_dir)
+    ds = load_dataset(config.dataset, config.seed, config.data_dir, config.distractors)
     train, groups, easy, hard, progress_key, decreasing = build_groups(config, ds)
     if not 0 < config.probe_size <= len(train.y):
         raise ValueError(f"probe_size {config.probe_size} must be in [1, {len(train.y)}] "
@@ -181,4 +182,10 @@ def summarize(all_records, correct, evaluator, compare, easy, hard, progress_key
     except ValueError as e:          # e.g. the runs never made comparable progress
         logging.warning("no hastiness: %s", e)
         return {**summary, "hastiness": None, "hastiness_interval": None, "error": str(e)}
-    return {**summary, "hastiness": value, "hastiness_interval": interval}
+    e_mean = lambda r: correct[r][:, easy_idx].mean(1)
+    h_mean = lambda r: correct[r][:, hard_idx].mean(1)
+    diff = progress.gap_difference(prog[nonlinear], e_mean(nonlinear), h_mean(nonlinear),
+                                   prog[linear], e_mean(linear), h_mean(linear),
+                                   decreasing=decreasing)
+    return {**summary, "hastiness": value, "hastiness_interval": interval,
+            "fraction_hastier": float(np.mean(diff[np.isfinite(diff)] > 0))}

@@ -241,7 +241,8 @@ def plot_difficulty(path: str, records: Sequence[Mapping], *, regimes: Sequence[
     for regime, style in zip(regimes, REGIME_STYLES):
         for group, colour in zip(groups, colours):
             x, y = _regime_curve(records, regime, x_key, f"{group}/accuracy", decreasing)
-            label = group.split("/", 1)[1] if regime == regimes[0] else None
+            name = "test" if group.startswith("test/") else group.split("/", 1)[1]
+            label = name if regime == regimes[0] else None
             ax.plot(x, y, style, color=colour, lw=1.3, label=label)
     if decreasing:
         ax.invert_xaxis()

@@ -90,10 +90,10 @@ def common_grid(progress_a: np.ndarray, progress_b: np.ndarray, *, decreasing: b
     return np.linspace(start, end, num)
 
 
-def hastiness(progress_nl: np.ndarray, easy_nl: np.ndarray, hard_nl: np.ndarray,
-              progress_lin: np.ndarray, easy_lin: np.ndarray, hard_lin: np.ndarray,
-              *, decreasing: bool = True, num: int = 100) -> float:
-    """Mean over the common progress range of ``gap_nonlinear - gap_linear``.
+def gap_difference(progress_nl: np.ndarray, easy_nl: np.ndarray, hard_nl: np.ndarray,
+                   progress_lin: np.ndarray, easy_lin: np.ndarray, hard_lin: np.ndarray,
+                   *, decreasing: bool = True, num: int = 100) -> np.ndarray:
+    """``gap_nonlinear - gap_linear`` on ``num`` common progress levels.
 
     ``gap = accuracy(easy) - accuracy(hard)`` at equal progress. Positive: the
     non-linear run favours easy examples more than the linear one (it "hastens").
@@ -103,8 +103,12 @@ def hastiness(progress_nl: np.ndarray, easy_nl: np.ndarray, hard_nl: np.ndarray,
     grid = common_grid(progress_nl, progress_lin, decreasing=decreasing, num=num)
     gap = lambda p, e, h: (at_progress(p, e, grid, decreasing=decreasing)
                            - at_progress(p, h, grid, decreasing=decreasing))
-    diff = gap(progress_nl, easy_nl, hard_nl) - gap(progress_lin, easy_lin, hard_lin)
-    return np.nanmean(diff, axis=0)
+    return gap(progress_nl, easy_nl, hard_nl) - gap(progress_lin, easy_lin, hard_lin)
+
+
+def hastiness(*curves: np.ndarray, decreasing: bool = True, num: int = 100) -> np.ndarray:
+    """Mean of :func:`gap_difference` over the common progress range (same arguments)."""
+    return np.nanmean(gap_difference(*curves, decreasing=decreasing, num=num), axis=0)
 
 
 def bootstrap_hastiness(progress_nl: np.ndarray, correct_nl: np.ndarray,

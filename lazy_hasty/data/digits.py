@@ -66,3 +66,23 @@ def load_digits(seed: int, heldout_fraction: float = 0.2, test_fraction: float =
     standardised = ((images - mean) / std).astype(np.float32)
     splits = {name: Split(x=standardised[i], y=labels[i]) for name, i in idx.items()}
     return Dataset(name="digits", num_classes=NUM_CLASSES, splits=splits)
+
+
+def with_distractors(dataset: Dataset, dims: int, seed: int) -> Dataset:
+    """Flattens the images and appends ``dims`` standard-normal features per example.
+
+    The distractors carry no label information. They make the network's tangent
+    kernel at initialisation a poor, memorisation-prone predictor, as it is on
+    CIFAR-10 (on the raw digits the initial kernel already generalises well),
+    while a network that learns features can still find the 64 informative ones.
+    Seeded; each example keeps its own distractors in every split.
+    """
+    if dims < 0:
+        raise ValueError(f"distractor dims must be >= 0, got {dims}")
+    rng = np.random.default_rng([seed, 7])
+    splits = {}
+    for name, split in dataset.splits.items():
+        flat = split.x.reshape(len(split.y), -1)
+        noise = rng.standard_normal((len(split.y), dims)).astype(np.float32)
+        splits[name] = Split(x=np.concatenate([flat, noise], axis=1), y=split.y)
+    return Dataset(name=dataset.name, num_classes=dataset.num_classes, splits=splits)
