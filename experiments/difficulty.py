@@ -27,7 +27,8 @@ DATASETS = ("digits", "cifar10")
 DIFFICULTIES = ("cscores", "noise")
 
 
-def load_dataset(name: str, seed: int, data_dir: str, distractors: int = 0) -> splits.Dataset:
+def load_dataset(name: str, seed: int, data_dir: str, distractors: int = 0,
+                 train_size: int = 40_000) -> splits.Dataset:
     """The dataset named in the config (digits are embedded; CIFAR-10 via TFDS)."""
     if name == "digits":
         from lazy_hasty.data import digits
@@ -35,7 +36,7 @@ def load_dataset(name: str, seed: int, data_dir: str, distractors: int = 0) -> s
         return digits.with_distractors(ds, distractors, seed) if distractors else ds
     if name == "cifar10":
         from lazy_hasty.data import tfds_sources
-        return tfds_sources.load_cifar10(data_dir or None)
+        return tfds_sources.load_cifar10(data_dir or None, train_size=train_size)
     raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
 
 
@@ -111,7 +112,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains every regime, streams records, writes the summary and Fig. 2."""
     parsed = validate(config)
     common.check_workdir(workdir)
-    ds = load_dataset(config.dataset, config.seed, config.data_dir, config.distractors)
+    ds = load_dataset(config.dataset, config.seed, config.data_dir, config.distractors,
+                      config.train_size)
     train, groups, easy, hard, progress_key, decreasing = build_groups(config, ds)
     if not 0 < config.probe_size <= len(train.y):
         raise ValueError(f"probe_size {config.probe_size} must be in [1, {len(train.y)}] "
