@@ -14,6 +14,9 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config fil
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for records and figures.")
 _DEBUG = flags.DEFINE_bool("debug", False, "Show full tracebacks for configuration errors.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Call jax.distributed.initialize() first (multi-host data "
+    "parallelism; coordinator and process ids come from the cluster environment).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 EXPERIMENTS = ("yinyang", "difficulty")
@@ -23,6 +26,9 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.INFO)
+    if _DISTRIBUTED.value:
+        import jax
+        jax.distributed.initialize()
     try:
         config = _CONFIG.value
         name = config.get("experiment")

@@ -132,14 +132,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     paths = {n: os.path.join(workdir, n) for n in
              ("config.json", "metrics.jsonl", "per_example.npz", "summary.json", "fig2.png")}
-    records.write_json(paths["config.json"], config.to_dict())
-    records.write_jsonl(paths["metrics.jsonl"], [])
+    writer = jax.process_index() == 0           # one process writes (multi-host runs)
+    if writer:
+        records.write_json(paths["config.json"], config.to_dict())
+        records.write_jsonl(paths["metrics.jsonl"], [])
     all_records, correct = [], {}
     for regime, epochs in zip(parsed, config.num_epochs):
         per_regime = []
 
         def on_record(record, ok, per_regime=per_regime):
-            records.append_jsonl(paths["metrics.jsonl"], record)
+            if writer:
+                records.append_jsonl(paths["metrics.jsonl"], record)
             all_records.append(record)
             per_regime.append(ok.astype(np.uint8))
 
@@ -153,14 +156,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             probe_every=config.probe_every, ladder_ratio=config.ladder_ratio)
         correct[regime.name] = np.stack(per_regime)
 
-    records.write_npz(paths["per_example.npz"], group_names=np.array(evaluator.names),
-                      group_bounds=evaluator.bounds,
-                      **{f"correct_{k}": v for k, v in correct.items()})
     summary = summarize(all_records, correct, evaluator, tuple(config.compare), easy, hard,
                         progress_key, decreasing, config.seed)
-    records.write_json(paths["summary.json"], summary)
-    plots.plot_difficulty(paths["fig2.png"], all_records, regimes=[p.name for p in parsed],
-                          difficulty=config.difficulty)
+    if writer:
+        records.write_npz(paths["per_example.npz"], group_names=np.array(evaluator.names),
+                          group_bounds=evaluator.bounds,
+                          **{f"correct_{k}": v for k, v in correct.items()})
+        records.write_json(paths["summary.json"], summary)
+        plots.plot_difficulty(paths["fig2.png"], all_records,
+                              regimes=[p.name for p in parsed], difficulty=config.difficulty)
     logging.info("hastiness %s vs %s: %s, 95%% interval %s", *config.compare,
                  summary["hastiness"], summary["hastiness_interval"])
     return paths

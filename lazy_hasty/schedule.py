@@ -12,6 +12,8 @@ import math
 
 from lazy_hasty.records import log_spaced_steps
 
+_TINY = 2.0 ** -1022      # the smallest normal float64
+
 
 class RecordSchedule:
     """Stateful ``should_record(step, loss)`` for one training run."""
@@ -36,7 +38,9 @@ class RecordSchedule:
         else:
             self._ema = self._decay * self._ema + (1 - self._decay) * loss
         self.ema_loss = self._ema
-        crossed = self._ema <= self._next_rung
-        while self._ema <= self._next_rung:       # one record even if several rungs pass
+        # Rungs stop below the smallest normal float: there ``x * ratio`` rounds back
+        # to ``x`` (or reaches 0), so a loss of exactly 0 would otherwise loop forever.
+        crossed = _TINY < self._next_rung and self._ema <= self._next_rung
+        while _TINY < self._next_rung and self._ema <= self._next_rung:  # one record for all
             self._next_rung *= self._ratio
         return crossed or step in self._log_steps
