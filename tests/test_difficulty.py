@@ -297,6 +297,20 @@ def test_cifar10_driver_runs_on_tiny_dataset(cifar_dir, tmp_path):
         assert steps[-1] == steps_per_regime - 1
 
 
+def test_cifar10_driver_runs_under_tfds_mock_data(tmp_path):
+    """The CIFAR-10 path, a few SGD steps per regime, on TFDS's own mock data."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from test_tfds_sources import N_TRAIN, _mock_cifar10_source
+    config = _cifar_config("/nonexistent/tfds_dir")     # mock_data replaces the data dir
+    config.train_size = N_TRAIN - 10
+    with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE,
+                                as_data_source_fn=_mock_cifar10_source):
+        run = _run(config, tmp_path / "work")
+    _check_records(run, NOISE_KEYS)
+    steps = [r["step"] for r in run["records"] if r["regime"] == "alpha=100"]
+    assert steps[-1] == config.train_size // config.batch_size - 1
+
+
 # ---------------------------------------------------------------- published C-scores
 
 def _published():
