@@ -7,8 +7,11 @@ The config names its experiment (``config.experiment``); the matching driver in
 import importlib
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from lazy_hasty import records
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -27,7 +30,6 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.INFO)
     if _DISTRIBUTED.value:
-        import jax
         jax.distributed.initialize()
     try:
         config = _CONFIG.value
@@ -45,6 +47,8 @@ def main(argv):
         if _DEBUG.value:
             raise
         sys.exit(f"main.py: error: {e}")
+    if jax.process_index() == 0:
+        records.mark_completed(_WORKDIR.value)
 
 
 def parse_flags(argv):

@@ -84,3 +84,17 @@ def append_jsonl(path: str, record: Mapping[str, Any]) -> None:
         f.write(line)
         f.flush()
         os.fsync(f.fileno())
+
+
+COMPLETED = "COMPLETED"
+"""Marker file written in a workdir once its run has finished successfully."""
+
+
+def mark_completed(workdir: str) -> None:
+    """Marks ``workdir`` as a finished run (multi-seed drivers skip such runs)."""
+    atomic_write(os.path.join(workdir, COMPLETED), lambda f: f.write("ok\n"))
+
+
+def is_completed(workdir: str) -> bool:
+    """Whether ``workdir`` holds a finished run."""
+    return os.path.exists(os.path.join(workdir, COMPLETED))

@@ -1,6 +1,5 @@
 """Linearity metrics against closed forms and hand computations."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

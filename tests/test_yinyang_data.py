@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lazy_hasty.data import yinyang
 from lazy_hasty.data.yinyang import DISK_CENTRES, DISK_RADIUS, sample_train, yinyang_labels
 from lazy_hasty.data.yinyang import grid_points as make_grid
 

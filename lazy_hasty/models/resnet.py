@@ -11,7 +11,6 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from lazy_hasty.models.init import torch_conv, torch_dense
 
