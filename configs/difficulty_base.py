@@ -23,6 +23,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.cscore_cache = ""            # default ~/.cache/lazy_hasty/<dataset>_cscores.npz
     config.cscore_models_per_ratio = 32
     config.cscore_steps = 200
+    config.majority_fraction = 0.9      # digits_spurious: background agrees with label
+    config.cue_strength = 0.5           # digits_spurious: colour intensity of the cue
+    config.cue_patch = 0                # digits_spurious: 0 whole background, k: k x k corner
+    config.balanced_per_group = 30      # spurious: examples per (label, attribute) group
+    config.image_size = 224             # celeba / waterbirds: side after crop and resize
+    config.pretrained = ""              # torchvision ResNet18 state dict (.npz/.pth)
     config.group_size = 0               # examples sampled per group (0: all)
     config.test_size = 0                # test examples evaluated (0: all)
     # A ReLU MLP on flattened 8x8 digits: with it, alpha = 100 stays linear

@@ -1,16 +1,18 @@
-"""Driver for Section 4 / Fig. 2: example difficulty by C-score deciles or label noise.
+"""Driver for Sections 4-5: example groups of different difficulty, per regime.
 
-Every regime trains from the same ``params0`` on the same minibatch order; at
+Groups are C-score deciles or clean/noisy labels (Section 4, Fig. 2), or the
+majority/minority groups of a spurious correlation (Section 5, Fig. 3). Every regime trains from the same ``params0`` on the same minibatch order; at
 each record every example group is evaluated (and, every few records, the
 linearity probe). Outputs in the workdir: ``config.json``, ``metrics.jsonl``
 (streamed, one line per record), ``per_example.npz`` (per-record correctness of
 every group example, for bootstrap intervals), ``summary.json`` (hastiness and
-its interval) and ``fig2.png``.
+its interval) and ``fig2.png`` (``fig3.png`` for spurious correlations).
 """
 
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import jax
 import ml_collections
@@ -23,8 +25,21 @@ from lazy_hasty import consistency, minibatch, models, plots, progress, records,
 from lazy_hasty.data import cscores as cscores_lib, groups as groups_lib, noise, splits
 from lazy_hasty.evaluation import GroupEvaluator, LinearityProbe
 
-DATASETS = ("digits", "cifar10")
-DIFFICULTIES = ("cscores", "noise")
+DATASETS = ("digits", "cifar10", "digits_spurious", "celeba", "waterbirds")
+SPURIOUS_DATASETS = ("digits_spurious", "celeba", "waterbirds")
+DIFFICULTIES = ("cscores", "noise", "spurious")
+
+
+class Prepared(NamedTuple):
+    """Training split, evaluation groups (``"split/group" -> (x, y)``) and what to compare."""
+
+    train: splits.Split
+    groups: dict
+    num_classes: int
+    easy: str
+    hard: str
+    progress_key: str
+    decreasing: bool
 
 
 def load_dataset(name: str, seed: int, data_dir: str, distractors: int = 0,
@@ -57,12 +72,8 @@ def _cscores(config, ds: splits.Dataset) -> tuple[np.ndarray, np.ndarray]:
     return scores[:len(train.y)], scores[len(train.y):]
 
 
-def build_groups(config, ds: splits.Dataset):
-    """Training labels (noisy if asked) and the evaluation groups.
-
-    Returns ``(train_split, groups, easy, hard, progress_key, decreasing)`` where
-    ``groups`` maps ``"split/group"`` to ``(x, y)``.
-    """
+def build_groups(config, ds: splits.Dataset) -> Prepared:
+    """Training labels (noisy if asked) and the evaluation groups (Section 4)."""
     size = config.group_size or None
     train, heldout, test = (ds.splits[s] for s in splits.SPLIT_NAMES)
     named: dict[str, dict[str, np.ndarray]] = {}
@@ -82,9 +93,57 @@ def build_groups(config, ds: splits.Dataset):
     named["heldout"].update(groups_lib.all_group(len(heldout.y), size, config.seed))
     named["test"] = groups_lib.all_group(len(test.y), config.test_size or None, config.seed)
     source = {"train": train, "heldout": heldout, "test": test}
-    groups = {f"{split}/{name}": (source[split].x[idx], source[split].y[idx])
-              for split, members in named.items() for name, idx in members.items()}
-    return train, groups, easy, hard, key, decreasing
+    return Prepared(train, _materialise(named, source), ds.num_classes, easy, hard, key,
+                    decreasing)
+
+
+def _materialise(named, source) -> dict:
+    return {f"{split}/{name}": (source[split].x[idx], source[split].y[idx])
+            for split, members in named.items() for name, idx in members.items()}
+
+
+def load_spurious(config):
+    """A Section-5 dataset: digits twin (embedded), CelebA (TFDS) or Waterbirds (folder)."""
+    if config.dataset == "digits_spurious":
+        from lazy_hasty.data import digits_spurious
+        return digits_spurious.load_digits_spurious(
+            config.seed, majority_fraction=config.majority_fraction,
+            strength=config.cue_strength, patch=config.cue_patch,
+            balanced_per_group=config.balanced_per_group)
+    if config.dataset == "celeba":
+        from lazy_hasty.data import celeba
+        return celeba.load_celeba(config.data_dir or None, train_size=config.train_size,
+                                  balanced_per_group=config.balanced_per_group,
+                                  seed=config.seed, image_size=config.image_size)
+    from lazy_hasty.data import waterbirds
+    if not config.data_dir:
+        raise ValueError("waterbirds needs --config.data_dir=<folder of the Waterbirds "
+                         "release, with metadata.csv>")
+    return waterbirds.load_waterbirds(config.data_dir, balanced_per_group=config.balanced_per_group,
+                                      seed=config.seed, image_size=config.image_size)
+
+
+def spurious_groups(config, data) -> Prepared:
+    """Groups of a spurious-correlation dataset (Section 5), compared at equal train loss."""
+    size = config.group_size or None
+    named = {split: dict(members) for split, members in data.groups.items()
+             if split in ("balanced_train", "balanced_test")}
+    named["train"] = {**data.groups["train"],
+                      **groups_lib.all_group(len(data.splits["train"].y), size, config.seed)}
+    named["test"] = groups_lib.all_group(len(data.splits["test"].y), config.test_size or None,
+                                         config.seed)
+    return Prepared(data.splits["train"], _materialise(named, data.splits), data.num_classes,
+                    f"balanced_test/{data.easy}", f"balanced_test/{data.hard}", "train_loss",
+                    True)
+
+
+def prepare(config) -> Prepared:
+    """Loads the configured dataset and builds its groups."""
+    if config.difficulty == "spurious":
+        return spurious_groups(config, load_spurious(config))
+    ds = load_dataset(config.dataset, config.seed, config.data_dir, config.distractors,
+                      config.train_size)
+    return build_groups(config, ds)
 
 
 def validate(config) -> list[regimes.Regime]:
@@ -95,6 +154,16 @@ def validate(config) -> list[regimes.Regime]:
     if config.difficulty not in DIFFICULTIES:
         raise ValueError(f"unknown difficulty {config.difficulty!r}; "
                          f"choose one of {DIFFICULTIES}")
+    if (config.difficulty == "spurious") != (config.dataset in SPURIOUS_DATASETS):
+        raise ValueError(f"difficulty 'spurious' goes with the datasets {SPURIOUS_DATASETS}; "
+                         f"got difficulty {config.difficulty!r} with {config.dataset!r}")
+    if config.dataset == "waterbirds" and not config.pretrained:
+        raise ValueError("waterbirds starts from an ImageNet-pretrained ResNet18: pass "
+                         "--config.pretrained=<torchvision resnet18 state dict .npz/.pth> "
+                         "(convert once with scripts/convert_torchvision_resnet18.py)")
+    if config.pretrained and not os.path.isfile(config.pretrained):
+        raise ValueError(f"pretrained weights file {config.pretrained!r} not found; pass a "
+                         "torchvision resnet18 state dict (.npz, or .pth with torch installed)")
     if config.difficulty == "noise" and not 0 < config.label_noise < 1:
         raise ValueError(f"label_noise must be in (0, 1), got {config.label_noise}")
     parsed = [regimes.parse_regime(r) for r in config.regimes]
@@ -112,16 +181,20 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains every regime, streams records, writes the summary and Fig. 2."""
     parsed = validate(config)
     common.check_workdir(workdir)
-    ds = load_dataset(config.dataset, config.seed, config.data_dir, config.distractors,
-                      config.train_size)
-    train, groups, easy, hard, progress_key, decreasing = build_groups(config, ds)
+    data = prepare(config)
+    train, groups = data.train, data.groups
     if not 0 < config.probe_size <= len(train.y):
         raise ValueError(f"probe_size {config.probe_size} must be in [1, {len(train.y)}] "
                          "(the number of training examples)")
 
-    module = models.get_model(config.model, num_outputs=ds.num_classes,
+    module = models.get_model(config.model, num_outputs=data.num_classes,
                               **config.model_kwargs.to_dict())
     params0, state = models.init_model(module, jax.random.PRNGKey(config.seed), train.x[:1])
+    if config.pretrained:           # ImageNet ResNet18 weights, fresh head (Waterbirds)
+        from lazy_hasty.models import torch_import
+        params0, state = torch_import.resnet18_variables_from_torchvision(
+            torch_import.load_state_dict_arrays(config.pretrained), data.num_classes,
+            jax.random.PRNGKey(config.seed))
     apply_fn = models.make_apply_fn(module, state)
     evaluator = GroupEvaluator(groups, batch_size=config.eval_batch_size)
     probe_idx = np.random.default_rng([config.seed, 1]).choice(
@@ -130,8 +203,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                            ntk_implementation=config.ntk_implementation,
                            ntk_chunk_size=config.ntk_chunk_size or None)
 
+    figure = "fig3.png" if config.difficulty == "spurious" else "fig2.png"
     paths = {n: os.path.join(workdir, n) for n in
-             ("config.json", "metrics.jsonl", "per_example.npz", "summary.json", "fig2.png")}
+             ("config.json", "metrics.jsonl", "per_example.npz", "summary.json", figure)}
     writer = jax.process_index() == 0           # one process writes (multi-host runs)
     if writer:
         records.write_json(paths["config.json"], config.to_dict())
@@ -156,42 +230,49 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             probe_every=config.probe_every, ladder_ratio=config.ladder_ratio)
         correct[regime.name] = np.stack(per_regime)
 
-    summary = summarize(all_records, correct, evaluator, tuple(config.compare), easy, hard,
-                        progress_key, decreasing, config.seed)
+    summary = summarize(all_records, correct, evaluator, tuple(config.compare),
+                        [p.name for p in parsed], data, config.seed)
     if writer:
         records.write_npz(paths["per_example.npz"], group_names=np.array(evaluator.names),
                           group_bounds=evaluator.bounds,
                           **{f"correct_{k}": v for k, v in correct.items()})
         records.write_json(paths["summary.json"], summary)
-        plots.plot_difficulty(paths["fig2.png"], all_records,
+        plots.plot_difficulty(paths[figure], all_records,
                               regimes=[p.name for p in parsed], difficulty=config.difficulty)
     logging.info("hastiness %s vs %s: %s, 95%% interval %s", *config.compare,
                  summary["hastiness"], summary["hastiness_interval"])
     return paths
 
 
-def summarize(all_records, correct, evaluator, compare, easy, hard, progress_key,
-              decreasing, seed) -> dict:
-    """Hastiness of ``compare[0]`` over ``compare[1]`` with a bootstrap interval."""
-    nonlinear, linear = compare
-    prog = {r: np.array([rec[progress_key] for rec in all_records if rec["regime"] == r])
-            for r in compare}
-    e, h = evaluator.slice(easy), evaluator.slice(hard)
+def _hastiness(all_records, correct, evaluator, nonlinear, linear, data, seed) -> dict:
+    """Hastiness of ``nonlinear`` over ``linear`` with a bootstrap interval."""
+    prog = {r: np.array([rec[data.progress_key] for rec in all_records if rec["regime"] == r])
+            for r in (nonlinear, linear)}
+    e, h = evaluator.slice(data.easy), evaluator.slice(data.hard)
     easy_idx, hard_idx = np.arange(e.start, e.stop), np.arange(h.start, h.stop)
-    summary = {"nonlinear": nonlinear, "linear": linear, "easy_group": easy,
-               "hard_group": hard, "progress": progress_key,
-               "interval": "95% bootstrap over the examples of the two groups"}
     try:
         value, interval = progress.bootstrap_hastiness(
             prog[nonlinear], correct[nonlinear], prog[linear], correct[linear],
-            easy_idx, hard_idx, decreasing=decreasing, seed=seed)
+            easy_idx, hard_idx, decreasing=data.decreasing, seed=seed)
     except ValueError as e:          # e.g. the runs never made comparable progress
-        logging.warning("no hastiness: %s", e)
-        return {**summary, "hastiness": None, "hastiness_interval": None, "error": str(e)}
-    e_mean = lambda r: correct[r][:, easy_idx].mean(1)
-    h_mean = lambda r: correct[r][:, hard_idx].mean(1)
-    diff = progress.gap_difference(prog[nonlinear], e_mean(nonlinear), h_mean(nonlinear),
-                                   prog[linear], e_mean(linear), h_mean(linear),
-                                   decreasing=decreasing)
-    return {**summary, "hastiness": value, "hastiness_interval": interval,
+        logging.warning("no hastiness for %s vs %s: %s", nonlinear, linear, e)
+        return {"hastiness": None, "hastiness_interval": None, "error": str(e)}
+    means = {r: (correct[r][:, easy_idx].mean(1), correct[r][:, hard_idx].mean(1))
+             for r in (nonlinear, linear)}
+    diff = progress.gap_difference(prog[nonlinear], *means[nonlinear], prog[linear],
+                                   *means[linear], decreasing=data.decreasing)
+    return {"hastiness": value, "hastiness_interval": interval,
             "fraction_hastier": float(np.mean(diff[np.isfinite(diff)] > 0))}
+
+
+def summarize(all_records, correct, evaluator, compare, regime_names, data, seed) -> dict:
+    """Hastiness of ``compare[0]`` (and of every other regime) over ``compare[1]``."""
+    nonlinear, linear = compare
+    summary = {"nonlinear": nonlinear, "linear": linear, "easy_group": data.easy,
+               "hard_group": data.hard, "progress": data.progress_key,
+               "interval": "95% bootstrap over the examples of the two groups",
+               **_hastiness(all_records, correct, evaluator, nonlinear, linear, data, seed)}
+    summary["by_regime"] = {
+        r: _hastiness(all_records, correct, evaluator, r, linear, data, seed)
+        for r in regime_names if r not in (linear, nonlinear)}
+    return summary

@@ -224,12 +224,20 @@ def plot_difficulty(path: str, records: Sequence[Mapping], *, regimes: Sequence[
     ``difficulty="cscores"``: training accuracy of each C-score decile against the
     mean training loss (axis reversed: progress goes right). ``"noise"``: clean,
     noisy (w.r.t. the noisy label) and test accuracy against clean accuracy.
+    ``"spurious"`` (Fig. 3): test accuracy and each group's accuracy on the
+    balanced train and test sets against the mean training loss.
     Solid line: first regime; dashed: second (and so on).
     """
     if difficulty == "cscores":
         x_key, decreasing, xlabel = "train_loss", True, "mean training loss"
         groups = [f"train/decile_{k}" for k in range(10)]
         colours = plt.cm.viridis(np.linspace(0, 0.95, len(groups)))
+    elif difficulty == "spurious":
+        x_key, decreasing, xlabel = "train_loss", True, "mean training loss"
+        groups = sorted({k.rsplit("/", 1)[0] for k in records[0]
+                         if k.startswith("balanced_") and k.endswith("/accuracy")})
+        groups.append("test/all")
+        colours = plt.cm.tab10(np.arange(len(groups)))
     else:
         x_key, decreasing, xlabel = "train/clean/accuracy", False, "clean-example accuracy"
         groups = ["train/clean", "train/noisy", "test/all"]
@@ -241,7 +249,8 @@ def plot_difficulty(path: str, records: Sequence[Mapping], *, regimes: Sequence[
     for regime, style in zip(regimes, REGIME_STYLES):
         for group, colour in zip(groups, colours):
             x, y = _regime_curve(records, regime, x_key, f"{group}/accuracy", decreasing)
-            name = "test" if group.startswith("test/") else group.split("/", 1)[1]
+            name = "test" if group.startswith("test/") else (
+                group if difficulty == "spurious" else group.split("/", 1)[1])
             label = name if regime == regimes[0] else None
             ax.plot(x, y, style, color=colour, lw=1.3, label=label)
     if decreasing:
@@ -259,5 +268,93 @@ def plot_difficulty(path: str, records: Sequence[Mapping], *, regimes: Sequence[
         ax.set(title=metric.replace("_", " "), xlabel=xlabel, ylim=(-0.05, 1.05))
         if i == 0:
             ax.legend(fontsize=7)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
+def seed_grid(runs: Sequence[Sequence[Mapping]], *, regimes: Sequence[str],
+              x_key: str = "train_loss", decreasing: bool = True,
+              num: int = 60) -> np.ndarray:
+    """``num`` progress levels reached by every seed in every regime.
+
+    As :func:`lazy_hasty.progress.common_grid` for many curves: from the latest
+    start (the lowest first loss when ``decreasing``) to the least progress
+    reached (the highest minimum loss). Raises ``ValueError`` when the curves
+    share no progress range.
+    """
+    starts, ends = [], []
+    for records in runs:
+        for regime in regimes:
+            x = np.array([r[x_key] for r in records
+                          if r.get("regime") == regime and r.get(x_key) is not None], float)
+            if x.size == 0:
+                raise ValueError(f"a seed has no {x_key!r} record for regime {regime!r}")
+            starts.append(x[0])
+            ends.append(x.min() if decreasing else x.max())
+    if decreasing:
+        start, end = min(starts), max(ends)
+        empty = end >= start
+    else:
+        start, end = max(starts), min(ends)
+        empty = end <= start
+    if empty:
+        raise ValueError(f"the seeds/regimes share no {x_key!r} range; train them longer")
+    return np.linspace(start, end, num)
+
+
+def align_runs(runs: Sequence[Sequence[Mapping]], regime: str, x_key: str, y_key: str,
+               grid: np.ndarray, decreasing: bool = True) -> np.ndarray:
+    """``(seeds, G)``: each seed's ``y_key`` at the first passage of ``x_key`` through
+    ``grid`` (:func:`lazy_hasty.progress.at_progress`, linear interpolation); NaN
+    where a seed has no such records or never reaches a level."""
+    grid = np.asarray(grid, float)
+    out = np.full((len(runs), len(grid)), np.nan)
+    for s, records in enumerate(runs):
+        rows = [r for r in records if r.get("regime") == regime
+                and r.get(x_key) is not None and r.get(y_key) is not None]
+        if rows:
+            x = np.array([r[x_key] for r in rows], float)
+            y = np.array([r[y_key] for r in rows], float)
+            out[s] = progress.at_progress(x, y, grid, decreasing=decreasing)
+    return out
+
+
+def plot_seed_bands(path: str, runs: Sequence[Sequence[Mapping]], *, regimes: Sequence[str],
+                    panels: Sequence[tuple[str, str]], x_key: str = "train_loss",
+                    decreasing: bool = True, dpi: int = 110) -> None:
+    """Fig. 3/4 over seeds: per panel ``(title, y_key)``, each regime's median over
+    seeds (line) and min–max band over seeds (shaded), against progress.
+
+    ``runs`` holds one record list per seed (records as in ``metrics.jsonl``).
+    Every curve is first read on one progress grid shared by all seeds and
+    regimes (:func:`seed_grid`, :func:`align_runs`), so seeds are compared at
+    equal progress rather than equal step. ``x_key`` is the progress key (axis
+    reversed when ``decreasing``: progress goes right).
+    """
+    grid = seed_grid(runs, regimes=regimes, x_key=x_key, decreasing=decreasing)
+    colours = ("tab:blue", "tab:orange", "tab:green", "tab:red")
+    ncols = min(len(panels), 4)
+    nrows = max(1, math.ceil(len(panels) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3.0 * nrows),
+                             layout="constrained", squeeze=False)
+    for ax, (title, y_key) in zip(axes.flat, panels):
+        for regime, style, colour in zip(regimes, REGIME_STYLES, colours):
+            curves = align_runs(runs, regime, x_key, y_key, grid, decreasing)
+            keep = ~np.isnan(curves).all(axis=0)
+            if not keep.any():
+                continue
+            x, c = grid[keep], curves[:, keep]
+            ax.plot(x, np.nanmedian(c, axis=0), style, color=colour, lw=1.5,
+                    label=pretty_name(regime))
+            ax.fill_between(x, np.nanmin(c, axis=0), np.nanmax(c, axis=0), color=colour,
+                            alpha=0.2, lw=0)
+        if decreasing:
+            ax.invert_xaxis()
+        ax.set(title=title, xlabel=x_key.replace("_", " "),
+               ylabel="accuracy" if y_key.endswith("accuracy") else y_key)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(f"median and min–max over {len(runs)} seed(s), at equal progress")
     fig.savefig(path, dpi=dpi)
     plt.close(fig)

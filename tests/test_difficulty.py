@@ -262,7 +262,10 @@ def test_cifar10_groups_from_tiny_dataset(cifar_dir):
     from test_tfds_sources import _expected, _fake_images, _fake_labels
     ds = tfds_sources.load_cifar10(cifar_dir, train_size=CIFAR_TRAIN_SIZE)
     config = _cifar_config(cifar_dir)
-    train, groups, easy, hard, key, decreasing = difficulty.build_groups(config, ds)
+    prepared = difficulty.build_groups(config, ds)
+    train, groups = prepared.train, prepared.groups
+    easy, hard, key, decreasing = (prepared.easy, prepared.hard, prepared.progress_key,
+                                   prepared.decreasing)
     assert (easy, hard, key, decreasing) == ("train/clean", "train/noisy",
                                              "train/clean/accuracy", False)
     assert set(groups) == {"train/clean", "train/noisy", "train/all", "heldout/all",
@@ -346,7 +349,7 @@ def test_published_cscores_give_decile_groups_when_labels_match():
     s_train, s_heldout = difficulty._cscores(config, ds)
     np.testing.assert_array_equal(s_train, scores[:30])
     np.testing.assert_array_equal(s_heldout, scores[30:40])
-    _, groups, *_ = difficulty.build_groups(config, ds)
+    groups = difficulty.build_groups(config, ds).groups
     # 30 training examples in 10 deciles of 3, by ascending published score.
     order = np.argsort(scores[:30], kind="stable")
     for k in range(10):

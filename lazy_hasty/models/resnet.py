@@ -11,6 +11,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from lazy_hasty.models.init import torch_conv, torch_dense
 
@@ -95,9 +96,14 @@ class ResNet18(nn.Module):
     norm: str = "none"
     width: int = 64
     dtype: Any = None
+    input_mean: tuple[float, ...] | None = None   # set: x is uint8, scaled to [0, 1]
+    input_std: tuple[float, ...] | None = None    # and normalised per channel here
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        if self.input_mean is not None:     # keeps large image sets in uint8 on the host
+            x = (x.astype(self.dtype or jnp.float32) / 255.0 - jnp.asarray(self.input_mean)) / (
+                jnp.asarray(self.input_std))
         bias = self.norm == "none"
         if self.stem == "cifar":
             x = _conv(x, self.width, 3, 1, 1, bias, "conv1", self.dtype)

@@ -1,0 +1,215 @@
+"""Runs one config over several seeds, then draws Fig. 4 (median and min–max band).
+
+python experiments/seeds.py --config=configs/digits_noise.py --seeds=5 --workdir=DIR \\
+    [--first_seed=0] [--print_commands] [--noaggregate] [--config.<key>=<value> ...]
+
+Seed ``k`` (``first_seed <= k < first_seed + seeds``) runs, one after the other, as
+``python main.py --config=<config> --config.seed=<k> --workdir=DIR/seed_<k> <overrides>``
+(a subprocess; every ``--config.<key>=<value>`` given here is passed through
+verbatim). A seed whose workdir holds ``COMPLETED`` (written by ``main.py`` after
+a successful run) is skipped, so re-launching after a preemption only runs what
+is missing. A failing seed stops the script with that seed's exit code.
+
+When every seed is done, the script aggregates (unless ``--noaggregate``):
+``DIR/fig4.png`` (:func:`lazy_hasty.plots.plot_seed_bands`, panels chosen by
+:func:`choose_panels`) and ``DIR/seeds_summary.json`` (each seed's
+``summary.json`` and the mean, min and max of their ``hastiness``).
+
+``--print_commands`` prints one self-contained shell command per pending seed
+(absolute paths) and exits without running anything.
+
+On a SLURM cluster, one array task per seed, then one job that only aggregates
+(all seeds completed, so it runs nothing else)::
+
+    JOB=$(sbatch --parsable --array=0-4 --wrap 'python experiments/seeds.py \\
+        --config=configs/digits_noise.py --workdir=$SCRATCH/noise \\
+        --first_seed=$SLURM_ARRAY_TASK_ID --seeds=1 --noaggregate')
+    sbatch --dependency=afterok:$JOB --wrap 'python experiments/seeds.py \\
+        --config=configs/digits_noise.py --workdir=$SCRATCH/noise --seeds=5'
+
+or, from the printed commands (only the seeds still missing)::
+
+    python experiments/seeds.py --config=configs/digits_noise.py \\
+        --workdir=$SCRATCH/noise --seeds=5 --print_commands > cmds.txt
+    sbatch --array=1-$(wc -l < cmds.txt) --wrap 'eval "$(sed -n ${SLURM_ARRAY_TASK_ID}p cmds.txt)"'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from absl import app, flags  # noqa: E402
+
+from lazy_hasty import records  # noqa: E402
+
+MAIN = os.path.join(ROOT, "main.py")
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """This script's flags (defined when run, so importing the module defines none)."""
+    flags.DEFINE_string("config", None, "Experiment config file (as for main.py).")
+    flags.DEFINE_string("workdir", None, "Parent directory; seed k runs in seed_<k>/.")
+    flags.DEFINE_integer("seeds", None, "Number of seeds.", lower_bound=1)
+    flags.DEFINE_integer("first_seed", 0, "First seed.", lower_bound=0)
+    flags.DEFINE_bool("print_commands", False,
+                      "Print a shell command per pending seed and exit.")
+    flags.DEFINE_bool("aggregate", True,
+                      "Draw fig4.png and write seeds_summary.json once all are done.")
+    flags.mark_flags_as_required(["config", "workdir", "seeds"])
+
+
+_OVERRIDES: list[str] = []
+"""The ``--config.<key>=<value>`` arguments, passed through to ``main.py``."""
+
+
+def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``(other args, --config.* overrides)``; ``--config.k v`` becomes ``--config.k=v``."""
+    rest, overrides, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--config."):
+            if "=" not in arg and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                arg, i = f"{arg}={argv[i + 1]}", i + 1
+            overrides.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, overrides
+
+
+def parse_flags(argv):
+    """absl parsing of this script's flags; ``--config.*`` are kept for ``main.py``."""
+    rest, overrides = split_overrides(list(argv))
+    bad = [o for o in overrides if o.split("=", 1)[0] == "--config.seed"]
+    if bad:
+        sys.exit("seeds.py: error: --config.seed is set per seed; use --first_seed/--seeds")
+    _OVERRIDES[:] = overrides
+    try:
+        return FLAGS(rest)
+    except flags.Error as e:
+        sys.exit(f"seeds.py: error: {e}")
+
+
+def seed_dir(workdir: str, seed: int) -> str:
+    return os.path.join(workdir, f"seed_{seed}")
+
+
+def seed_command(config: str, workdir: str, seed: int, overrides: list[str]) -> list[str]:
+    """The ``main.py`` command line of one seed (absolute paths)."""
+    return [sys.executable, MAIN, f"--config={config}", f"--config.seed={seed}",
+            f"--workdir={seed_dir(workdir, seed)}", *overrides]
+
+
+def choose_panels(keys) -> list[tuple[str, str]]:
+    """Fig. 4 panels ``(title, y_key)`` from the record keys present.
+
+    Always test accuracy; then, when ``balanced_test/<group>/accuracy`` keys exist
+    (Fig. 3/4 experiments), one panel per group of the balanced train and test
+    sets; otherwise one per training group other than ``all`` (clean/noisy, deciles).
+    """
+    def groups(split):
+        return sorted({k.split("/")[1] for k in keys
+                       if k.count("/") == 2 and k.startswith(f"{split}/")
+                       and k.endswith("/accuracy")} - {"all"})
+    panels = [("test accuracy", "test/all/accuracy")]
+    if groups("balanced_test"):
+        panels += [(f"balanced train: {g}", f"balanced_train/{g}/accuracy")
+                   for g in groups("balanced_train")]
+        panels += [(f"balanced test: {g}", f"balanced_test/{g}/accuracy")
+                   for g in groups("balanced_test")]
+    else:
+        panels += [(f"train: {g}", f"train/{g}/accuracy") for g in groups("train")]
+    return panels
+
+
+def _stats(values: list) -> dict:
+    kept = [float(v) for v in values if v is not None]
+    if not kept:
+        return {"values": values, "num_seeds": 0, "mean": None, "min": None, "max": None}
+    return {"values": values, "num_seeds": len(kept), "mean": sum(kept) / len(kept),
+            "min": min(kept), "max": max(kept)}
+
+
+def aggregate(config: str, workdir: str, seeds: list[int], overrides: list[str]) -> None:
+    """Writes ``seeds_summary.json`` and ``fig4.png`` from the seeds' records."""
+    per_seed = []
+    for k in seeds:
+        path = os.path.join(seed_dir(workdir, k), "summary.json")
+        summary = json.load(open(path)) if os.path.exists(path) else None
+        per_seed.append({"seed": k, "workdir": seed_dir(workdir, k), "summary": summary,
+                         "hastiness": summary.get("hastiness") if summary else None})
+    out = {"config": config, "overrides": overrides, "seeds": seeds,
+           "hastiness": _stats([s["hastiness"] for s in per_seed]), "per_seed": per_seed}
+    records.write_json(os.path.join(workdir, "seeds_summary.json"), out)
+    print(f"seeds.py: wrote {os.path.join(workdir, 'seeds_summary.json')}; hastiness "
+          f"mean {out['hastiness']['mean']} (min {out['hastiness']['min']}, "
+          f"max {out['hastiness']['max']}) over {out['hastiness']['num_seeds']} seed(s)")
+
+    runs = [records.read_jsonl(os.path.join(seed_dir(workdir, k), "metrics.jsonl"))
+            for k in seeds
+            if os.path.exists(os.path.join(seed_dir(workdir, k), "metrics.jsonl"))]
+    if not runs or not runs[0]:
+        print("seeds.py: no metrics.jsonl records; fig4.png not drawn", file=sys.stderr)
+        return
+    from lazy_hasty import plots                          # matplotlib only when drawing
+    regimes = list(dict.fromkeys(r["regime"] for r in runs[0]))
+    keys = {k for r in runs[0] for k in r}
+    path = os.path.join(workdir, "fig4.png")
+    fd, tmp = tempfile.mkstemp(dir=workdir, prefix=".tmp-", suffix=".png")
+    os.close(fd)
+    try:
+        plots.plot_seed_bands(tmp, runs, regimes=regimes, panels=choose_panels(keys))
+        os.replace(tmp, path)
+        print(f"seeds.py: wrote {path}")
+    except ValueError as e:                       # e.g. no shared progress range
+        print(f"seeds.py: fig4.png not drawn: {e}", file=sys.stderr)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    config = os.path.abspath(FLAGS.config)
+    if not os.path.isfile(config.split(":", 1)[0]) and not os.path.isfile(config):
+        sys.exit(f"seeds.py: error: --config file {FLAGS.config!r} not found")
+    workdir = os.path.abspath(FLAGS.workdir)
+    seeds = list(range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds))
+    pending = [k for k in seeds if not records.is_completed(seed_dir(workdir, k))]
+    for k in seeds:
+        if k not in pending:
+            print(f"seeds.py: seed {k} already completed in {seed_dir(workdir, k)}, skipped",
+                  file=sys.stderr if FLAGS.print_commands else sys.stdout, flush=True)
+    if FLAGS.print_commands:
+        for k in pending:
+            print(f"cd {shlex.quote(ROOT)} && "
+                  f"{shlex.join(seed_command(config, workdir, k, _OVERRIDES))}")
+        return
+    for k in pending:
+        cmd = seed_command(config, workdir, k, _OVERRIDES)
+        print(f"seeds.py: running seed {k}: {shlex.join(cmd)}", flush=True)
+        code = subprocess.run(cmd, cwd=ROOT).returncode
+        if code != 0:
+            print(f"seeds.py: error: seed {k} failed with exit code {code} "
+                  f"(workdir {seed_dir(workdir, k)}); seeds before it are done, "
+                  "re-run the same command to resume", file=sys.stderr, flush=True)
+            sys.exit(code if code > 0 else 1)
+    if FLAGS.aggregate:
+        aggregate(config, workdir, seeds, list(_OVERRIDES))
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main, flags_parser=parse_flags)
