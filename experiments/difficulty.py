@@ -128,8 +128,10 @@ def spurious_groups(config, data) -> Prepared:
     size = config.group_size or None
     named = {split: dict(members) for split, members in data.groups.items()
              if split in ("balanced_train", "balanced_test")}
-    named["train"] = {**data.groups["train"],
-                      **groups_lib.all_group(len(data.splits["train"].y), size, config.seed)}
+    n_train = len(data.splits["train"].y)
+    masks = {name: np.isin(np.arange(n_train), idx) for name, idx in data.groups["train"].items()}
+    named["train"] = {**groups_lib.sample_groups(masks, size, config.seed),
+                      **groups_lib.all_group(n_train, size, config.seed)}
     named["test"] = groups_lib.all_group(len(data.splits["test"].y), config.test_size or None,
                                          config.seed)
     return Prepared(data.splits["train"], _materialise(named, data.splits), data.num_classes,

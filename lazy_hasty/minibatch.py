@@ -60,7 +60,7 @@ def train_regime(*, apply_fn: ApplyFn, regime: Regime, params0: Params,
     opt = train.regime_optimizer(regime, optimizer, learning_rate, momentum)
     step_fn = jax.jit(train.make_train_step(apply_fn, regime, opt))
     params0 = sharding.replicate(params0, mesh)
-    state = train.init_state(regime, params0, opt)
+    state = sharding.replicate(train.init_state(regime, params0, opt), mesh)
     f0 = None
     if regime.kind == "rescaled":    # f(params0, x) of the fixed, unaugmented train set
         f0 = np.asarray(regimes_lib.initial_outputs(apply_fn, params0, x_train))

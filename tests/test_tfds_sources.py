@@ -145,7 +145,11 @@ def _fixed_mock_getitems(record_keys, generator, serialized=False):
 
 
 def test_generic_loader_on_default_mock_data(monkeypatch):
-    monkeypatch.setattr(tfds.testing.mocking, "_getitems", _fixed_mock_getitems)
+    # `tfds.testing.mocking` is a lazily loaded submodule: import it explicitly so the
+    # patch works when this test runs alone.
+    from tensorflow_datasets.testing import mocking  # pylint: disable=import-outside-toplevel
+
+    monkeypatch.setattr(mocking, "_getitems", _fixed_mock_getitems)
     with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE):
         images, labels = load_tfds_images("cifar10", "train", "/nonexistent/data_dir")
         with pytest.raises(ValueError, match="cannot restore the original order"):
