@@ -1,6 +1,7 @@
-"""Every key of the example-difficulty experiments (Section 4), with defaults.
+"""Every key of the example-group experiments (Sections 4-5), with defaults.
 
-Derived configs (``digits_*.py``, ``cifar10_*.py``) override what differs.
+The defaults are the digits label-noise twin; derived configs (``digits_*.py``,
+``cifar10_*.py``, ``celeba.py``, ``waterbirds.py``) override what differs.
 """
 
 import ml_collections

@@ -1,7 +1,8 @@
 """Paper figures, drawn from saved records alone (no training here).
 
 Every figure of the reproduction lives in this module: Fig. 1 (the yin-yang
-toy) and Fig. 2 (example difficulty). Uses matplotlib's "Agg" backend.
+toy), Figs. 2 and 3 (example difficulty, spurious correlations; one run) and
+Fig. 4 (bands over seeds). Uses matplotlib's "Agg" backend.
 """
 
 from __future__ import annotations
