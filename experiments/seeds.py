@@ -13,7 +13,8 @@ is missing. A failing seed stops the script with that seed's exit code.
 When every seed is done, the script aggregates (unless ``--noaggregate``):
 ``DIR/fig4.png`` (:func:`lazy_hasty.plots.plot_seed_bands`, panels chosen by
 :func:`choose_panels`) and ``DIR/seeds_summary.json`` (each seed's
-``summary.json`` and the mean, min and max of their ``hastiness``).
+``summary.json`` and the mean, min and max of their ``hastiness`` and
+``hard_advantage``).
 
 ``--print_commands`` prints one self-contained shell command per pending seed
 (absolute paths) and exits without running anything.
@@ -44,6 +45,7 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STATISTICS = ("hastiness", "hard_advantage")   # summary.json keys aggregated over seeds
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
@@ -148,13 +150,14 @@ def aggregate(config: str, workdir: str, seeds: list[int], overrides: list[str])
         path = os.path.join(seed_dir(workdir, k), "summary.json")
         summary = json.load(open(path)) if os.path.exists(path) else None
         per_seed.append({"seed": k, "workdir": seed_dir(workdir, k), "summary": summary,
-                         "hastiness": summary.get("hastiness") if summary else None})
-    out = {"config": config, "overrides": overrides, "seeds": seeds,
-           "hastiness": _stats([s["hastiness"] for s in per_seed]), "per_seed": per_seed}
+                         **{key: summary.get(key) if summary else None for key in STATISTICS}})
+    out = {"config": config, "overrides": overrides, "seeds": seeds, "per_seed": per_seed,
+           **{key: _stats([s[key] for s in per_seed]) for key in STATISTICS}}
     records.write_json(os.path.join(workdir, "seeds_summary.json"), out)
-    print(f"seeds.py: wrote {os.path.join(workdir, 'seeds_summary.json')}; hastiness "
-          f"mean {out['hastiness']['mean']} (min {out['hastiness']['min']}, "
-          f"max {out['hastiness']['max']}) over {out['hastiness']['num_seeds']} seed(s)")
+    for key in STATISTICS:
+        print(f"seeds.py: {key} mean {out[key]['mean']} (min {out[key]['min']}, "
+              f"max {out[key]['max']}) over {out[key]['num_seeds']} seed(s)")
+    print(f"seeds.py: wrote {os.path.join(workdir, 'seeds_summary.json')}")
 
     runs = [records.read_jsonl(os.path.join(seed_dir(workdir, k), "metrics.jsonl"))
             for k in seeds

@@ -111,6 +111,40 @@ def hastiness(*curves: np.ndarray, decreasing: bool = True, num: int = 100) -> n
     return np.nanmean(gap_difference(*curves, decreasing=decreasing, num=num), axis=0)
 
 
+def hard_advantage(progress_nl: np.ndarray, hard_nl: np.ndarray, progress_lin: np.ndarray,
+                   hard_lin: np.ndarray, *, decreasing: bool = True, num: int = 100) -> np.ndarray:
+    """Linear minus non-linear accuracy on the hard group at equal progress.
+
+    Mean over ``num`` common progress levels. Positive: at equal progress the
+    linear run does better on the hard group (Section 5: the minority of a
+    spurious correlation). Curves as in :func:`gap_difference`.
+    """
+    grid = common_grid(progress_nl, progress_lin, decreasing=decreasing, num=num)
+    return np.nanmean(at_progress(progress_lin, hard_lin, grid, decreasing=decreasing)
+                      - at_progress(progress_nl, hard_nl, grid, decreasing=decreasing), axis=0)
+
+
+def _bootstrap(statistic, correct_nl: np.ndarray, correct_lin: np.ndarray, groups: list,
+               *, num_resamples: int, seed: int, level: float
+               ) -> tuple[float, tuple[float, float]]:
+    """``statistic(means_nl, means_lin)`` and its interval over resampled group examples.
+
+    ``means_*`` holds one per-record accuracy curve per group (trailing axis:
+    replicates). Resampling is paired between the two regimes (same examples);
+    the progress curves are held fixed.
+    """
+    rng = np.random.default_rng(seed)
+    draws = [[rng.choice(g, len(g)) for g in groups] for _ in range(num_resamples)]
+    means = lambda c: tuple(c[:, g].mean(1) for g in groups)
+    stack = lambda c: tuple(np.stack([c[:, d[k]].mean(1) for d in draws], axis=-1)
+                            for k in range(len(groups)))
+    value = statistic(means(correct_nl), means(correct_lin))
+    reps = statistic(stack(correct_nl), stack(correct_lin))
+    tail = (1 - level) / 2
+    lo, hi = np.quantile(reps, [tail, 1 - tail])
+    return float(value), (float(lo), float(hi))
+
+
 def bootstrap_hastiness(progress_nl: np.ndarray, correct_nl: np.ndarray,
                         progress_lin: np.ndarray, correct_lin: np.ndarray,
                         easy: np.ndarray, hard: np.ndarray, *, decreasing: bool = True,
@@ -119,21 +153,21 @@ def bootstrap_hastiness(progress_nl: np.ndarray, correct_nl: np.ndarray,
     """Hastiness and a bootstrap interval over the examples of the two groups.
 
     ``correct_*`` are (records, examples) 0/1 arrays; ``easy``/``hard`` index
-    the examples of each group. Resampling is paired between the two regimes
-    (same examples); the progress curves are held fixed.
+    the examples of each group.
     """
-    rng = np.random.default_rng(seed)
-    draws = [(rng.choice(easy, len(easy)), rng.choice(hard, len(hard)))
-             for _ in range(num_resamples)]
-    def stack(correct, idx_list):
-        return np.stack([correct[:, i].mean(axis=1) for i in idx_list], axis=-1)
-    value = hastiness(progress_nl, correct_nl[:, easy].mean(1), correct_nl[:, hard].mean(1),
-                      progress_lin, correct_lin[:, easy].mean(1), correct_lin[:, hard].mean(1),
-                      decreasing=decreasing)
-    reps = hastiness(progress_nl, stack(correct_nl, [e for e, _ in draws]),
-                     stack(correct_nl, [h for _, h in draws]),
-                     progress_lin, stack(correct_lin, [e for e, _ in draws]),
-                     stack(correct_lin, [h for _, h in draws]), decreasing=decreasing)
-    tail = (1 - level) / 2
-    lo, hi = np.quantile(reps, [tail, 1 - tail])
-    return float(value), (float(lo), float(hi))
+    stat = lambda nl, lin: hastiness(progress_nl, *nl, progress_lin, *lin,
+                                     decreasing=decreasing)
+    return _bootstrap(stat, correct_nl, correct_lin, [easy, hard],
+                      num_resamples=num_resamples, seed=seed, level=level)
+
+
+def bootstrap_hard_advantage(progress_nl: np.ndarray, correct_nl: np.ndarray,
+                             progress_lin: np.ndarray, correct_lin: np.ndarray,
+                             hard: np.ndarray, *, decreasing: bool = True,
+                             num_resamples: int = 200, seed: int = 0, level: float = 0.95
+                             ) -> tuple[float, tuple[float, float]]:
+    """:func:`hard_advantage` and a bootstrap interval over the hard group's examples."""
+    stat = lambda nl, lin: hard_advantage(progress_nl, nl[0], progress_lin, lin[0],
+                                          decreasing=decreasing)
+    return _bootstrap(stat, correct_nl, correct_lin, [hard],
+                      num_resamples=num_resamples, seed=seed, level=level)

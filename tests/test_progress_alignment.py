@@ -203,3 +203,27 @@ def test_bootstrap_level_widens_interval():
     _, (lo50, hi50) = progress.bootstrap_hastiness(*args, num_resamples=200, level=0.5)
     _, (lo95, hi95) = progress.bootstrap_hastiness(*args, num_resamples=200, level=0.95)
     assert lo95 <= lo50 <= hi50 <= hi95 and hi95 - lo95 > hi50 - lo50
+
+
+def test_hard_advantage_closed_form():
+    # Accuracy linear in progress, sampled at different records per run:
+    # lin - nl = 0.1 * p at every level, whose mean over linspace(1, 0) is 0.05.
+    p_nl, p_lin = np.linspace(1, 0, 11), np.linspace(1, 0, 21)
+    acc_nl, acc_lin = 1 - p_nl, 1 - 0.9 * p_lin
+    value = progress.hard_advantage(p_nl, acc_nl, p_lin, acc_lin)
+    assert value == pytest.approx(0.05, abs=1e-12)
+    swapped = progress.hard_advantage(p_lin, acc_lin, p_nl, acc_nl)
+    assert swapped == pytest.approx(-0.05, abs=1e-12)
+
+
+def test_bootstrap_hard_advantage_point_estimate_and_interval():
+    p_nl, c_nl, p_lin, c_lin, _, hard = _bootstrap_problem(20, 40)
+    value, (lo, hi) = progress.bootstrap_hard_advantage(p_nl, c_nl, p_lin, c_lin, hard,
+                                                        num_resamples=100)
+    want = progress.hard_advantage(p_nl, c_nl[:, hard].mean(1), p_lin, c_lin[:, hard].mean(1))
+    assert value == pytest.approx(float(want), abs=1e-12)
+    assert lo <= value <= hi and lo < hi
+    one = np.array([hard[3]])
+    value1, (lo1, hi1) = progress.bootstrap_hard_advantage(p_nl, c_nl, p_lin, c_lin, one,
+                                                           num_resamples=20)
+    assert lo1 == pytest.approx(value1, abs=1e-12) and hi1 == pytest.approx(value1, abs=1e-12)

@@ -89,19 +89,20 @@ def test_run_writes_seeds_figure_and_summary(two_seeds):
         assert f.read(8) == PNG_MAGIC
     with open(work / "seeds_summary.json") as f:
         summary = json.load(f)
-    values = []
-    for k, entry in zip((0, 1), summary["per_seed"]):
-        with open(work / f"seed_{k}" / "summary.json") as f:
-            own = json.load(f)
-        assert entry["seed"] == k and entry["hastiness"] == own["hastiness"]
-        assert entry["summary"] == own
-        values.append(own["hastiness"])
-    assert summary["hastiness"]["values"] == values
-    kept = [v for v in values if v is not None]
-    if kept:
-        assert summary["hastiness"]["mean"] == pytest.approx(np.mean(kept))
-        assert summary["hastiness"]["min"] == min(kept)
-        assert summary["hastiness"]["max"] == max(kept)
+    for key in ("hastiness", "hard_advantage"):
+        values = []
+        for k, entry in zip((0, 1), summary["per_seed"]):
+            with open(work / f"seed_{k}" / "summary.json") as f:
+                own = json.load(f)
+            assert entry["seed"] == k and entry[key] == own[key]
+            assert entry["summary"] == own
+            values.append(own[key])
+        assert summary[key]["values"] == values
+        kept = [v for v in values if v is not None]
+        if kept:
+            assert summary[key]["mean"] == pytest.approx(np.mean(kept))
+            assert summary[key]["min"] == min(kept)
+            assert summary[key]["max"] == max(kept)
     assert summary["seeds"] == [0, 1] and summary["overrides"] == [FAST]
 
 

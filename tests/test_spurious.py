@@ -101,26 +101,60 @@ def test_digits_spurious_majority_fraction_is_exact(fraction):
             assert groups["majority"].size == round(fraction * n)
         elif name == "test":                          # test_majority_fraction, default 0.9
             assert groups["majority"].size == round(0.9 * n)
-        else:
+        elif name == "balanced_train":
             assert n == 4 * 12
             for label in (0, 1):
                 for colour in (0, 1):
                     assert np.sum((split.y == label) & (background == colour)) == 12
+        else:                                         # every test digit on both colours
+            assert n == 2 * len(data.splits["test"].y)
+            np.testing.assert_array_equal(background, np.repeat([0, 1], n // 2))
+
+
+def test_digits_spurious_balanced_test_is_counterfactual():
+    data = digits_spurious.load_digits_spurious(1, balanced_per_group=5)
+    test, balanced = data.splits["test"], data.splits["balanced_test"]
+    n = len(test.y)
+    np.testing.assert_array_equal(balanced.y, np.tile(test.y, 2))
+    # the blue channel is never coloured: the two copies carry the same digit,
+    # the same digit as the test split, and only the background differs
+    np.testing.assert_array_equal(balanced.x[:n, ..., 2], test.x[..., 2])
+    np.testing.assert_array_equal(balanced.x[n:, ..., 2], test.x[..., 2])
+    assert not np.array_equal(balanced.x[:n, ..., :2], balanced.x[n:, ..., :2])
+    groups = data.groups["balanced_test"]
+    assert len(groups["majority"]) == len(groups["minority"]) == n
+    np.testing.assert_array_equal(np.sort(np.concatenate(list(groups.values())) % n),
+                                  np.repeat(np.arange(n), 2))
+
+
+def test_digits_spurious_distractors_follow_their_example():
+    plain = digits_spurious.load_digits_spurious(0, balanced_per_group=5)
+    noisy = digits_spurious.load_digits_spurious(0, balanced_per_group=5, distractors=16)
+    for name, split in noisy.splits.items():
+        pixels = plain.splits[name].x.reshape(len(split.y), -1)
+        assert split.x.shape == (len(split.y), pixels.shape[1] + 16)
+        np.testing.assert_array_equal(split.x[:, :pixels.shape[1]], pixels)
+    noise = {name: split.x[:, -16:] for name, split in noisy.splits.items()}
+    train_rows = {row.tobytes() for row in noise["train"]}
+    assert all(row.tobytes() in train_rows for row in noise["balanced_train"])
+    n = len(noisy.splits["test"].y)
+    np.testing.assert_array_equal(noise["balanced_test"][:n], noise["test"])
+    np.testing.assert_array_equal(noise["balanced_test"][n:], noise["test"])
+    assert abs(noise["train"].std() - 1) < 0.05 and abs(noise["train"].mean()) < 0.05
 
 
 def test_digits_spurious_balanced_sets_from_groups_and_labels():
     per_group = 9
     data = digits_spurious.load_digits_spurious(2, balanced_per_group=per_group)
-    for name, source in (("balanced_train", "train"), ("balanced_test", "test")):
-        split, groups = data.splits[name], data.groups[name]
-        background = split.y.copy()                   # majority: background == label
-        background[groups["minority"]] = 1 - split.y[groups["minority"]]
-        combos = list(zip(split.y.tolist(), background.tolist()))
-        assert {c: combos.count(c) for c in set(combos)} == {
-            (0, 0): per_group, (0, 1): per_group, (1, 0): per_group, (1, 1): per_group}
-        # every balanced example is an example of its source split, with its label
-        rows = {row.tobytes(): y for row, y in zip(data.splits[source].x, data.splits[source].y)}
-        assert all(rows[row.tobytes()] == y for row, y in zip(split.x, split.y))
+    split, groups = data.splits["balanced_train"], data.groups["balanced_train"]
+    background = split.y.copy()                       # majority: background == label
+    background[groups["minority"]] = 1 - split.y[groups["minority"]]
+    combos = list(zip(split.y.tolist(), background.tolist()))
+    assert {c: combos.count(c) for c in set(combos)} == {
+        (0, 0): per_group, (0, 1): per_group, (1, 0): per_group, (1, 1): per_group}
+    # every balanced training example is a training example, with its label
+    rows = {row.tobytes(): y for row, y in zip(data.splits["train"].x, data.splits["train"].y)}
+    assert all(rows[row.tobytes()] == y for row, y in zip(split.x, split.y))
     train_rows = {row.tobytes() for row in data.splits["train"].x}
     assert not any(row.tobytes() in train_rows for row in data.splits["test"].x)
 
@@ -171,8 +205,9 @@ def test_digits_spurious_run_files_records_and_groups(digits_run, monkeypatch):
                      "train/majority", "train/minority", "train/all", "test/all"]
     size = dict(zip(names, np.diff(bounds)))
     per_set = 2 * config.balanced_per_group                  # two (label, colour) combos
-    assert all(size[f"{s}/{g}"] == per_set for s in ("balanced_train", "balanced_test")
-               for g in ("majority", "minority"))
+    assert size["balanced_train/majority"] == size["balanced_train/minority"] == per_set
+    # balanced test: every test digit (heldout + test, 2 x round(0.2 * 1797)) on both colours
+    assert size["balanced_test/majority"] == size["balanced_test/minority"] == 718
     assert size["train/majority"] == round(config.majority_fraction * size["train/all"])
     assert size["train/majority"] + size["train/minority"] == size["train/all"]
     assert size["test/all"] == config.test_size
@@ -204,6 +239,10 @@ def test_digits_spurious_run_summary(digits_run):
                                                    seed=digits_run["config"].seed)
     assert other["hastiness"] == pytest.approx(value, abs=1e-12)
     assert other["hastiness_interval"] == pytest.approx(list(interval), abs=1e-12)
+    value, interval = progress.bootstrap_hard_advantage(*args[:4], args[5], decreasing=True,
+                                                        seed=digits_run["config"].seed)
+    assert other["hard_advantage"] == pytest.approx(value, abs=1e-12)
+    assert other["hard_advantage_interval"] == pytest.approx(list(interval), abs=1e-12)
 
 
 # ---------------------------------------------------------------- Waterbirds (miniature)
