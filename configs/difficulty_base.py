@@ -25,7 +25,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.cscore_models_per_ratio = 32
     config.cscore_steps = 200
     config.majority_fraction = 0.9      # digits_spurious: background agrees with label
-    config.cue_strength = 0.5           # digits_spurious: colour intensity of the cue
+    config.cue_strength = 0.1           # digits_spurious: colour intensity of the (faint) cue
     config.cue_patch = 0                # digits_spurious: 0 whole background, k: k x k corner
     config.balanced_per_group = 30      # spurious: examples per (label, attribute) group
     config.image_size = 224             # celeba / waterbirds: side after crop and resize

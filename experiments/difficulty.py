@@ -109,7 +109,7 @@ def load_spurious(config):
         return digits_spurious.load_digits_spurious(
             config.seed, majority_fraction=config.majority_fraction,
             strength=config.cue_strength, patch=config.cue_patch,
-            balanced_per_group=config.balanced_per_group)
+            balanced_per_group=config.balanced_per_group, distractors=config.distractors)
     if config.dataset == "celeba":
         from lazy_hasty.data import celeba
         return celeba.load_celeba(config.data_dir or None, train_size=config.train_size,
@@ -247,7 +247,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def _hastiness(all_records, correct, evaluator, nonlinear, linear, data, seed) -> dict:
-    """Hastiness of ``nonlinear`` over ``linear`` with a bootstrap interval."""
+    """Hastiness of ``nonlinear`` over ``linear``, and the linear run's accuracy
+    advantage on the hard group at equal progress, with bootstrap intervals."""
     prog = {r: np.array([rec[data.progress_key] for rec in all_records if rec["regime"] == r])
             for r in (nonlinear, linear)}
     e, h = evaluator.slice(data.easy), evaluator.slice(data.hard)
@@ -256,15 +257,20 @@ def _hastiness(all_records, correct, evaluator, nonlinear, linear, data, seed) -
         value, interval = progress.bootstrap_hastiness(
             prog[nonlinear], correct[nonlinear], prog[linear], correct[linear],
             easy_idx, hard_idx, decreasing=data.decreasing, seed=seed)
+        advantage, advantage_interval = progress.bootstrap_hard_advantage(
+            prog[nonlinear], correct[nonlinear], prog[linear], correct[linear], hard_idx,
+            decreasing=data.decreasing, seed=seed)
     except ValueError as e:          # e.g. the runs never made comparable progress
         logging.warning("no hastiness for %s vs %s: %s", nonlinear, linear, e)
-        return {"hastiness": None, "hastiness_interval": None, "error": str(e)}
+        return {"hastiness": None, "hastiness_interval": None, "hard_advantage": None,
+                "hard_advantage_interval": None, "error": str(e)}
     means = {r: (correct[r][:, easy_idx].mean(1), correct[r][:, hard_idx].mean(1))
              for r in (nonlinear, linear)}
     diff = progress.gap_difference(prog[nonlinear], *means[nonlinear], prog[linear],
                                    *means[linear], decreasing=data.decreasing)
     return {"hastiness": value, "hastiness_interval": interval,
-            "fraction_hastier": float(np.mean(diff[np.isfinite(diff)] > 0))}
+            "fraction_hastier": float(np.mean(diff[np.isfinite(diff)] > 0)),
+            "hard_advantage": advantage, "hard_advantage_interval": advantage_interval}
 
 
 def summarize(all_records, correct, evaluator, compare, regime_names, data, seed) -> dict:
