@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from matplotlib.gridspec import GridSpec  # noqa: E402
 from matplotlib.patches import Circle  # noqa: E402
 
-from lazy_hasty import progress  # noqa: E402
+from lazy_hasty import progress, records  # noqa: E402
 from lazy_hasty.data.yinyang import DISK_CENTRES, DISK_RADIUS  # noqa: E402
 
 DELTA_CMAP = "RdYlGn_r"
@@ -191,9 +191,16 @@ def plot_fig1(
         cbar.set_label("Δloss = non-linear − linear\n(green: non-linear lower)")
     if suptitle:
         fig.suptitle(suptitle)
-    fig.savefig(path, dpi=dpi)
+    save_figure(fig, path, dpi)
     plt.close(fig)
     return vmax
+
+
+def save_figure(fig, path: str, dpi: int) -> None:
+    """Saves ``fig`` atomically (a temporary file renamed over ``path``): a kill
+    never leaves a half-written figure. The format follows ``path``'s extension."""
+    fmt = path.rsplit(".", 1)[-1].lower() if "." in path else "png"
+    records.atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi), mode="wb")
 
 
 LINEARITY_METRICS = ("sign_similarity", "ntk_alignment", "representation_alignment")
@@ -218,49 +225,57 @@ def _regime_curve(records: Sequence[Mapping], regime: str, x_key: str, y_key: st
     return grid, progress.at_progress(x, y, grid, decreasing=decreasing)
 
 
+def _difficulty_panels(records: Sequence[Mapping], difficulty: str):
+    """Progress key, direction, axis label and ``(title, groups, colours)`` panels."""
+    if difficulty == "cscores":
+        groups = [f"train/decile_{k}" for k in range(10)]
+        return "train_loss", True, "mean training loss", [
+            ("training accuracy per C-score decile", groups,
+             plt.cm.viridis(np.linspace(0, 0.95, len(groups))))]
+    if difficulty == "spurious":             # paper Fig. 3: test, balanced train, balanced test
+        panels = [("test accuracy", ["test/all"], ["tab:blue"])]
+        for split in ("balanced_train", "balanced_test"):
+            groups = sorted({k.rsplit("/", 1)[0] for k in records[0]
+                             if k.startswith(split + "/") and k.endswith("/accuracy")})
+            panels.append((split.replace("_", " ") + " accuracy", groups,
+                           ["tab:green", "tab:red"][:len(groups)]))
+        return "train_loss", True, "mean training loss", panels
+    return "train/clean/accuracy", False, "clean-example accuracy", [
+        ("accuracy per group at equal progress", ["train/clean", "train/noisy", "test/all"],
+         ["tab:green", "tab:red", "tab:blue"])]
+
+
 def plot_difficulty(path: str, records: Sequence[Mapping], *, regimes: Sequence[str],
                     difficulty: str, dpi: int = 110) -> None:
-    """Fig. 2 from records: per-group accuracy vs progress (left), linearity (right).
+    """Figs. 2 and 3 from records: per-group accuracy vs progress, then linearity.
 
     ``difficulty="cscores"``: training accuracy of each C-score decile against the
     mean training loss (axis reversed: progress goes right). ``"noise"``: clean,
     noisy (w.r.t. the noisy label) and test accuracy against clean accuracy.
-    ``"spurious"`` (Fig. 3): test accuracy and each group's accuracy on the
-    balanced train and test sets against the mean training loss.
+    ``"spurious"`` (Fig. 3): test accuracy, and each group's accuracy on the
+    balanced train and on the balanced test set, against the mean training loss.
     Solid line: first regime; dashed: second (and so on).
     """
-    if difficulty == "cscores":
-        x_key, decreasing, xlabel = "train_loss", True, "mean training loss"
-        groups = [f"train/decile_{k}" for k in range(10)]
-        colours = plt.cm.viridis(np.linspace(0, 0.95, len(groups)))
-    elif difficulty == "spurious":
-        x_key, decreasing, xlabel = "train_loss", True, "mean training loss"
-        groups = sorted({k.rsplit("/", 1)[0] for k in records[0]
-                         if k.startswith("balanced_") and k.endswith("/accuracy")})
-        groups.append("test/all")
-        colours = plt.cm.tab10(np.arange(len(groups)))
-    else:
-        x_key, decreasing, xlabel = "train/clean/accuracy", False, "clean-example accuracy"
-        groups = ["train/clean", "train/noisy", "test/all"]
-        colours = ["tab:green", "tab:red", "tab:blue"]
-    fig = plt.figure(figsize=(12, 4.2), layout="constrained")
-    gs = GridSpec(1, 2 + len(LINEARITY_METRICS), figure=fig,
-                  width_ratios=[2.4, 0.2] + [1] * len(LINEARITY_METRICS))
-    ax = fig.add_subplot(gs[0, 0])
-    for regime, style in zip(regimes, REGIME_STYLES):
-        for group, colour in zip(groups, colours):
-            x, y = _regime_curve(records, regime, x_key, f"{group}/accuracy", decreasing)
-            name = "test" if group.startswith("test/") else (
-                group if difficulty == "spurious" else group.split("/", 1)[1])
-            label = name if regime == regimes[0] else None
-            ax.plot(x, y, style, color=colour, lw=1.3, label=label)
-    if decreasing:
-        ax.invert_xaxis()
-    ax.set(xlabel=xlabel, ylabel="accuracy", title="accuracy per group at equal progress\n"
-           + ", ".join(f"{s} {pretty_name(r)}" for r, s in zip(regimes, REGIME_STYLES)))
-    ax.legend(fontsize=7, ncol=2 if len(groups) > 5 else 1)
+    x_key, decreasing, xlabel, panels = _difficulty_panels(records, difficulty)
+    widths = [2.4 if len(panels) == 1 else 1.4] * len(panels)
+    fig = plt.figure(figsize=(12 + 2.5 * (len(panels) - 1), 4.2), layout="constrained")
+    gs = GridSpec(1, len(panels) + 1 + len(LINEARITY_METRICS), figure=fig,
+                  width_ratios=widths + [0.2] + [1] * len(LINEARITY_METRICS))
+    styles = ", ".join(f"{s} {pretty_name(r)}" for r, s in zip(regimes, REGIME_STYLES))
+    for i, (title, groups, colours) in enumerate(panels):
+        ax = fig.add_subplot(gs[0, i])
+        for regime, style in zip(regimes, REGIME_STYLES):
+            for group, colour in zip(groups, colours):
+                x, y = _regime_curve(records, regime, x_key, f"{group}/accuracy", decreasing)
+                name = "test" if group.startswith("test/") else group.split("/", 1)[1]
+                ax.plot(x, y, style, color=colour, lw=1.3,
+                        label=name if regime == regimes[0] else None)
+        if decreasing:
+            ax.invert_xaxis()
+        ax.set(xlabel=xlabel, ylabel="accuracy", title=f"{title}\n{styles}")
+        ax.legend(fontsize=7, ncol=2 if len(groups) > 5 else 1)
     for i, metric in enumerate(LINEARITY_METRICS):
-        ax = fig.add_subplot(gs[0, 2 + i])
+        ax = fig.add_subplot(gs[0, len(panels) + 1 + i])
         for regime, style in zip(regimes, REGIME_STYLES):
             x, y = _regime_curve(records, regime, x_key, metric, decreasing, num=30)
             ax.plot(x, y, style, color="k", marker=".", ms=3, label=pretty_name(regime))
@@ -269,7 +284,7 @@ def plot_difficulty(path: str, records: Sequence[Mapping], *, regimes: Sequence[
         ax.set(title=metric.replace("_", " "), xlabel=xlabel, ylim=(-0.05, 1.05))
         if i == 0:
             ax.legend(fontsize=7)
-    fig.savefig(path, dpi=dpi)
+    save_figure(fig, path, dpi)
     plt.close(fig)
 
 
@@ -357,5 +372,5 @@ def plot_seed_bands(path: str, runs: Sequence[Sequence[Mapping]], *, regimes: Se
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=7)
     fig.suptitle(f"median and min–max over {len(runs)} seed(s), at equal progress")
-    fig.savefig(path, dpi=dpi)
+    save_figure(fig, path, dpi)
     plt.close(fig)

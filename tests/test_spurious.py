@@ -245,6 +245,20 @@ def test_digits_spurious_run_summary(digits_run):
     assert other["hard_advantage_interval"] == pytest.approx(list(interval), abs=1e-12)
 
 
+def test_digits_spurious_twin_shows_the_first_phase(tmp_path):
+    """The shipped twin, seed 0: at equal training loss alpha = 100 keeps a higher
+    minority accuracy on the balanced test set than alpha = 1 and alpha = 0.5
+    (README: 0.026 and 0.036, intervals [0.019, 0.035] and [0.027, 0.048])."""
+    from configs import digits_spurious as config_module
+    config = config_module.get_config()
+    config.probe_every = 10_000                  # linearity metrics do not change training
+    summary = _run(config, tmp_path / "work")["summary"]
+    for result in (summary, summary["by_regime"]["alpha=0.5"]):
+        low, high = result["hard_advantage_interval"]
+        assert 0.01 < low <= result["hard_advantage"] <= high < 0.1
+        assert result["hastiness_interval"][0] > 0
+
+
 # ---------------------------------------------------------------- Waterbirds (miniature)
 
 WATERBIRDS_KEYS = ("balanced_test/same/accuracy", "balanced_test/opposite/accuracy",
