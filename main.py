@@ -2,6 +2,13 @@
 
 The config names its experiment (``config.experiment``); the matching driver in
 ``experiments/`` runs it. Overrides work as usual: ``--config.seed=3``.
+
+Re-running a command is safe: a workdir marked ``COMPLETED`` is left as it is
+(nothing runs; a different config there is refused), and an unfinished run
+with checkpoints (the example-difficulty experiments) resumes from its newest
+one. Exit codes: 0 success (or already completed), 1 a configuration or data
+error (one line on stderr), 3 training diverged (one line naming the regime,
+step and last good checkpoint).
 """
 
 import importlib
@@ -11,6 +18,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments import common
 from lazy_hasty import records
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
@@ -20,7 +28,14 @@ _DEBUG = flags.DEFINE_bool("debug", False, "Show full tracebacks for configurati
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() first (multi-host data "
     "parallelism; coordinator and process ids come from the cluster environment).")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "With --distributed, outside a detected cluster: the "
+    "host:port of process 0 (then --num_processes and --process_id are needed too).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "With --distributed: how many.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "With --distributed: this one's id.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+DIVERGED_EXIT_CODE = 3
 
 EXPERIMENTS = ("yinyang", "difficulty")
 
@@ -30,7 +45,9 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.INFO)
     if _DISTRIBUTED.value:
-        jax.distributed.initialize()
+        jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                                   num_processes=_NUM_PROCESSES.value,
+                                   process_id=_PROCESS_ID.value)
     try:
         config = _CONFIG.value
         name = config.get("experiment")
@@ -42,8 +59,18 @@ def main(argv):
                  f"choose one of {EXPERIMENTS}")
     driver = importlib.import_module(f"experiments.{name}")
     try:
+        if records.is_completed(_WORKDIR.value):
+            common.check_same_config(_WORKDIR.value, config)
+            print(f"main.py: {_WORKDIR.value} already holds a completed run of this config; "
+                  "nothing to do (use a new --workdir to run it again)", file=sys.stderr)
+            return
         driver.run(config, _WORKDIR.value)
-    except (ValueError, FileNotFoundError) as e:
+    except FloatingPointError as e:          # minibatch.NonFiniteLossError: divergence
+        if _DEBUG.value:
+            raise
+        print(f"main.py: error: {e}", file=sys.stderr)
+        sys.exit(DIVERGED_EXIT_CODE)
+    except (ValueError, FileNotFoundError, ConnectionError, ImportError) as e:
         if _DEBUG.value:
             raise
         sys.exit(f"main.py: error: {e}")

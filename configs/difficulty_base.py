@@ -48,4 +48,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.ntk_implementation = "jacobian"
     config.ntk_chunk_size = 0           # 0: no chunking
     config.eval_batch_size = 512
+    # Preemption: an orbax checkpoint every this many training steps (and at the end
+    # of each regime); re-running the same command resumes from the newest one.
+    # 0 turns checkpointing off (a killed run then starts over).
+    config.checkpoint_every_steps = 1000
+    config.checkpoints_to_keep = 2      # newest checkpoints kept in <workdir>/checkpoints
     return config

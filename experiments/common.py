@@ -1,10 +1,23 @@
-"""What every experiment driver shares: config checks and the workdir contract."""
+"""What every experiment driver shares: config checks and the workdir contract.
+
+The workdir contract: a workdir holding ``COMPLETED`` is a finished run
+(``main.py`` does nothing there, or refuses a different config); one holding
+checkpoints but no ``COMPLETED`` is resumed by the same command (refused if the
+config differs); anything else is (re)started from scratch.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 
 import ml_collections
+
+from lazy_hasty import records
+
+RESUME_FREE_KEYS = ("checkpoint_every_steps", "checkpoints_to_keep", "data_dir",
+                    "cscore_cache")
+"""Config keys that may differ when a run is resumed: they move or pace files, not results."""
 
 
 def check_keys(config: ml_collections.ConfigDict,
@@ -23,3 +36,25 @@ def check_workdir(workdir: str) -> str:
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ValueError(f"--workdir {workdir!r} exists and is not a directory")
     return workdir
+
+
+def check_same_config(workdir: str, config: ml_collections.ConfigDict,
+                      ignore=RESUME_FREE_KEYS) -> None:
+    """Refuses to continue a run of ``workdir`` made with another config.
+
+    Compares ``config`` with the run's ``config.json`` (keys in ``ignore`` aside).
+    """
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        raise ValueError(f"--workdir {workdir!r} holds a run but no config.json to check it "
+                         "against; use a new --workdir")
+    with open(path) as f:
+        saved = json.load(f)
+    current = json.loads(records.jsonl_line(config.to_dict()))
+    missing = object()
+    differ = sorted(k for k in set(saved) | set(current) if k not in ignore
+                    and saved.get(k, missing) != current.get(k, missing))
+    if differ:
+        raise ValueError(f"--workdir {workdir!r} holds a run of a different config (it differs "
+                         f"in {differ}); re-run with the same config and overrides, or use a "
+                         "new --workdir")

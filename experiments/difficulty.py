@@ -11,6 +11,9 @@ its interval) and ``fig2.png`` (``fig3.png`` for spurious correlations).
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import os
 from typing import NamedTuple
 
@@ -21,7 +24,8 @@ from absl import logging
 
 from configs import difficulty_base
 from experiments import common
-from lazy_hasty import consistency, minibatch, models, plots, progress, records, regimes
+from lazy_hasty import (checkpoint, consistency, minibatch, models, plots, progress,
+                        records, regimes, sharding)
 from lazy_hasty.data import cscores as cscores_lib, groups as groups_lib, noise, splits
 from lazy_hasty.evaluation import GroupEvaluator, LinearityProbe
 
@@ -168,7 +172,25 @@ def validate(config) -> list[regimes.Regime]:
                          "torchvision resnet18 state dict (.npz, or .pth with torch installed)")
     if config.difficulty == "noise" and not 0 < config.label_noise < 1:
         raise ValueError(f"label_noise must be in (0, 1), got {config.label_noise}")
+    positive = {"batch_size": config.batch_size, "learning_rate": config.learning_rate,
+                "probe_every": config.probe_every, "eval_batch_size": config.eval_batch_size,
+                "checkpoints_to_keep": config.checkpoints_to_keep}
+    for key, value in positive.items():
+        if not value > 0:
+            raise ValueError(f"{key} must be > 0, got {value!r}")
+    for key in ("group_size", "test_size", "checkpoint_every_steps", "distractors"):
+        if config[key] < 0:
+            raise ValueError(f"{key} must be >= 0, got {config[key]!r}")
+    if not 0 <= config.momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {config.momentum!r}")
+    if not 0 < config.ladder_ratio < 1:
+        raise ValueError(f"ladder_ratio must be in (0, 1), got {config.ladder_ratio!r}: each "
+                         "record rung is the previous training loss times this ratio")
     parsed = [regimes.parse_regime(r) for r in config.regimes]
+    if len({p.name for p in parsed}) != len(parsed):
+        raise ValueError(f"regimes {tuple(config.regimes)} name a regime twice")
+    if any(not e > 0 for e in config.num_epochs):
+        raise ValueError(f"num_epochs {tuple(config.num_epochs)} must all be > 0")
     if len(config.num_epochs) != len(parsed):
         raise ValueError(f"num_epochs {tuple(config.num_epochs)} needs one entry per regime "
                          f"{tuple(config.regimes)}")
@@ -180,14 +202,31 @@ def validate(config) -> list[regimes.Regime]:
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Trains every regime, streams records, writes the summary and Fig. 2."""
+    """Trains every regime, streams records, writes the summary and Fig. 2.
+
+    Resumes from ``<workdir>/checkpoints`` when it holds a checkpoint of the
+    same config (see :class:`_RunLog` for what a checkpoint holds).
+    """
     parsed = validate(config)
     common.check_workdir(workdir)
+    checkpoint_dir = os.path.join(workdir, "checkpoints")
+    resume_step = checkpoint.latest_step(checkpoint_dir)
+    if resume_step is not None:
+        common.check_same_config(workdir, config)
     data = prepare(config)
     train, groups = data.train, data.groups
     if not 0 < config.probe_size <= len(train.y):
         raise ValueError(f"probe_size {config.probe_size} must be in [1, {len(train.y)}] "
                          "(the number of training examples)")
+    if config.batch_size > len(train.y):
+        raise ValueError(f"batch_size {config.batch_size} exceeds the {len(train.y)} "
+                         "training examples")
+    sharding.check_batch_size(config.batch_size, sharding.data_mesh())
+    steps_per_epoch = len(train.y) // config.batch_size
+    num_steps = [int(epochs * steps_per_epoch) for epochs in config.num_epochs]
+    if min(num_steps) < 1:
+        raise ValueError(f"num_epochs {tuple(config.num_epochs)} give {num_steps} steps of "
+                         f"{steps_per_epoch} per epoch; every regime needs at least one")
 
     module = models.get_model(config.model, num_outputs=data.num_classes,
                               **config.model_kwargs.to_dict())
@@ -211,39 +250,159 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     writer = jax.process_index() == 0           # one process writes (multi-host runs)
     if writer:
         records.write_json(paths["config.json"], config.to_dict())
-        records.write_jsonl(paths["metrics.jsonl"], [])
-    all_records, correct = [], {}
-    for regime, epochs in zip(parsed, config.num_epochs):
-        per_regime = []
+        if resume_step is None:
+            records.write_jsonl(paths["metrics.jsonl"], [])
+    names = [p.name for p in parsed]
+    checkpointer = None
+    if resume_step is not None or config.checkpoint_every_steps > 0:
+        checkpointer = checkpoint.Checkpointer(checkpoint_dir, keep=config.checkpoints_to_keep)
+    log = _RunLog(paths["metrics.jsonl"], names, num_steps, writer, checkpointer,
+                  save=config.checkpoint_every_steps > 0)
+    try:
+        if resume_step is not None:
+            log.restore(resume_step, evaluator.size)
+        for i, (regime, steps) in enumerate(zip(parsed, num_steps)):
+            if i < log.regime_index:
+                continue                              # finished before the checkpoint
+            logging.info("training %s for %d steps (%g epochs)", regime.name, steps,
+                         config.num_epochs[i])
+            try:
+                minibatch.train_regime(
+                    apply_fn=apply_fn, regime=regime, params0=params0, x_train=train.x,
+                    y_train=train.y, num_steps=steps, batch_size=config.batch_size,
+                    learning_rate=config.learning_rate, momentum=config.momentum,
+                    seed=config.seed, evaluator=evaluator,
+                    on_record=functools.partial(log.record, i), probe=probe,
+                    probe_every=config.probe_every, ladder_ratio=config.ladder_ratio,
+                    resume=functools.partial(log.resume, i),
+                    checkpoint_every=config.checkpoint_every_steps,
+                    on_checkpoint=functools.partial(log.save, i))
+            except minibatch.NonFiniteLossError as err:
+                err.last_checkpoint = log.describe_last()
+                raise
+            log.save(i + 1, None)                     # regime done (the last: run done)
+    finally:
+        if checkpointer is not None:
+            checkpointer.close()
 
-        def on_record(record, ok, per_regime=per_regime):
-            if writer:
-                records.append_jsonl(paths["metrics.jsonl"], record)
-            all_records.append(record)
-            per_regime.append(ok.astype(np.uint8))
-
-        num_steps = int(epochs * (len(train.y) // config.batch_size))
-        logging.info("training %s for %d steps (%g epochs)", regime.name, num_steps, epochs)
-        minibatch.train_regime(
-            apply_fn=apply_fn, regime=regime, params0=params0, x_train=train.x,
-            y_train=train.y, num_steps=num_steps, batch_size=config.batch_size,
-            learning_rate=config.learning_rate, momentum=config.momentum, seed=config.seed,
-            evaluator=evaluator, on_record=on_record, probe=probe,
-            probe_every=config.probe_every, ladder_ratio=config.ladder_ratio)
-        correct[regime.name] = np.stack(per_regime)
-
-    summary = summarize(all_records, correct, evaluator, tuple(config.compare),
-                        [p.name for p in parsed], data, config.seed)
+    all_records = log.records
+    correct = {name: np.stack(rows) for name, rows in zip(names, log.correct)}
+    summary = summarize(all_records, correct, evaluator, tuple(config.compare), names, data,
+                        config.seed)
     if writer:
         records.write_npz(paths["per_example.npz"], group_names=np.array(evaluator.names),
                           group_bounds=evaluator.bounds,
                           **{f"correct_{k}": v for k, v in correct.items()})
         records.write_json(paths["summary.json"], summary)
-        plots.plot_difficulty(paths[figure], all_records,
-                              regimes=[p.name for p in parsed], difficulty=config.difficulty)
+        plots.plot_difficulty(paths[figure], all_records, regimes=names,
+                              difficulty=config.difficulty)
     logging.info("hastiness %s vs %s: %s, 95%% interval %s", *config.compare,
                  summary["hastiness"], summary["hastiness_interval"])
     return paths
+
+
+class _RunLog:
+    """Records of a run so far, and its checkpoints.
+
+    Every record is kept as its metrics.jsonl line reads back (so a resumed
+    run summarises exactly what an uninterrupted one does), with the running
+    SHA-256 of those lines and each regime's per-example correctness rows.
+
+    A checkpoint (orbax step = training steps done over all regimes) holds
+    ``meta`` (JSON: the regime being trained and its next step, the record
+    schedule's state, its record count, the number and SHA-256 of the
+    metrics.jsonl lines written, the correctness rows per regime), ``state``
+    (the regime's ``TrainState``: parameters, optimiser state; absent between
+    regimes) and ``correct`` (every correctness row so far, uint8). The
+    minibatch order and every random draw are pure functions of
+    ``config.seed`` and the step, so no random state is stored.
+    """
+
+    FORMAT = 1
+
+    def __init__(self, metrics_path, names, num_steps, writer, checkpointer, save):
+        self.path, self.names, self.writer = metrics_path, names, writer
+        self.offsets = np.concatenate([[0], np.cumsum(num_steps)]).astype(int).tolist()
+        self.checkpointer, self.saving = checkpointer, save
+        self.records: list[dict] = []
+        self.correct: list[list[np.ndarray]] = [[] for _ in names]
+        self.hash = hashlib.sha256()
+        self.regime_index, self.meta, self.last = 0, None, None
+
+    def record(self, regime_index, record, ok) -> None:
+        line = records.jsonl_line(record)
+        if self.writer:
+            records.append_line(self.path, line)
+        self.hash.update(line.encode("utf-8"))
+        self.records.append(json.loads(line))
+        self.correct[regime_index].append(ok.astype(np.uint8))
+
+    def save(self, regime_index, progress) -> None:
+        """Checkpoints the run before ``progress.step`` of regime ``regime_index``
+        (``progress`` None: before that regime starts)."""
+        if not self.saving:
+            return
+        step = 0 if progress is None else progress.step
+        meta = {"format": self.FORMAT, "regimes": self.names, "regime_index": regime_index,
+                "step": step, "schedule": None if progress is None else progress.schedule,
+                "num_records": 0 if progress is None else progress.num_records,
+                "metrics_lines": len(self.records), "metrics_sha256": self.hash.hexdigest(),
+                "correct_rows": [len(rows) for rows in self.correct]}
+        items = {}
+        if progress is not None:
+            items["state"] = progress.state
+        rows = [r for regime_rows in self.correct for r in regime_rows]
+        if rows:                          # orbax refuses zero-size arrays
+            items["correct"] = np.stack(rows)
+        global_step = self.offsets[regime_index] + step
+        self.checkpointer.save(global_step, meta, **items)
+        self.last = (global_step, regime_index, step)
+
+    def restore(self, global_step, num_examples) -> None:
+        """Loads checkpoint ``global_step``; repairs metrics.jsonl to match it."""
+        meta = self.checkpointer.restore_meta(global_step)
+        if meta.get("format") != self.FORMAT or meta.get("regimes") != self.names:
+            raise ValueError(f"checkpoint {self.checkpointer.path(global_step)} is not one of "
+                             f"this run (format {meta.get('format')}, regimes "
+                             f"{meta.get('regimes')}); use a new --workdir")
+        lines, dropped, torn = records.truncate_jsonl(self.path, meta["metrics_lines"],
+                                                      rewrite=self.writer)
+        digest = hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
+        if digest != meta["metrics_sha256"]:
+            raise ValueError(f"{self.path} does not match checkpoint "
+                             f"{self.checkpointer.path(global_step)} (its first "
+                             f"{meta['metrics_lines']} lines differ); use a new --workdir")
+        self.hash.update("".join(lines).encode("utf-8"))
+        self.records = [json.loads(line) for line in lines]
+        total = sum(meta["correct_rows"])
+        if total:
+            rows = self.checkpointer.restore(
+                global_step, correct=np.zeros((total, num_examples), np.uint8))["correct"]
+            bounds = np.cumsum([0] + meta["correct_rows"])
+            self.correct = [list(rows[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+        self.regime_index, self.meta = meta["regime_index"], meta
+        self.last = (global_step, meta["regime_index"], meta["step"])
+        logging.info("resuming from checkpoint %s; metrics.jsonl: %d records kept, %d "
+                     "dropped%s", self.describe_last(), len(lines), dropped,
+                     ", a torn last line repaired" if torn else "")
+
+    def resume(self, regime_index, initial_state):
+        """The progress of regime ``regime_index`` at the restored checkpoint, if mid-regime."""
+        meta = self.meta
+        if meta is None or meta["regime_index"] != regime_index or meta["step"] == 0:
+            return None
+        global_step = self.offsets[regime_index] + meta["step"]
+        state = self.checkpointer.restore(global_step, state=initial_state)["state"]
+        return minibatch.RegimeProgress(meta["step"], state, meta["schedule"],
+                                        meta["num_records"])
+
+    def describe_last(self) -> str:
+        if self.last is None:
+            return "none (re-running starts from scratch)"
+        global_step, regime_index, step = self.last
+        where = ("end of run" if regime_index == len(self.names)
+                 else f"regime {self.names[regime_index]}, step {step}")
+        return f"{self.checkpointer.path(global_step)} ({where})"
 
 
 def _hastiness(all_records, correct, evaluator, nonlinear, linear, data, seed) -> dict:

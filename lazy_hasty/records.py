@@ -2,7 +2,10 @@
 
 Every run writes ``config.json`` and ``metrics.jsonl`` to its workdir, so any
 figure can be redrawn from records alone. Files are written whole (to a
-temporary name, then renamed) so a crash never leaves a half-written one.
+temporary name, then renamed) so a crash never leaves a half-written one;
+``metrics.jsonl`` grows by whole lines (one ``write`` each, fsynced), and a
+resumed run cuts it back to the lines its checkpoint vouches for
+(:func:`truncate_jsonl`), which also drops a line torn by a crash.
 """
 
 from __future__ import annotations
@@ -77,13 +80,64 @@ def log_spaced_steps(num_steps: int, num: int = 100) -> np.ndarray:
     return np.union1d([0, num_steps - 1], steps)
 
 
-def append_jsonl(path: str, record: Mapping[str, Any]) -> None:
-    """Appends one record as a single line (one ``write`` call), flushed to disk."""
-    line = json.dumps(_jsonable(record), sort_keys=True) + "\n"
-    with open(path, "a") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
+def jsonl_line(record: Mapping[str, Any]) -> str:
+    """The exact line ``append_jsonl`` writes for ``record`` (newline included)."""
+    return json.dumps(_jsonable(record), sort_keys=True) + "\n"
+
+
+def append_line(path: str, line: str) -> None:
+    """Appends ``line`` (ending in a newline) with one ``write`` call, flushed to disk.
+
+    A kill can at worst leave a last line without its newline;
+    :func:`truncate_jsonl` drops such a line when a run resumes.
+    """
+    if not line.endswith("\n"):
+        raise ValueError("a JSONL line must end in a newline")
+    data = line.encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        written = os.write(fd, data)
+        while written < len(data):                 # a short write (rare): finish the line
+            written += os.write(fd, data[written:])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def append_jsonl(path: str, record: Mapping[str, Any]) -> str:
+    """Appends one record as a single line (see :func:`append_line`); returns the line."""
+    line = jsonl_line(record)
+    append_line(path, line)
+    return line
+
+
+def truncate_jsonl(path: str, num_lines: int, rewrite: bool = True
+                   ) -> tuple[list[str], int, bool]:
+    """Keeps the first ``num_lines`` complete lines of a JSONL file, atomically.
+
+    Returns ``(kept lines, number of complete lines dropped, whether a torn
+    last line (no newline, e.g. from a crash mid-write) was dropped)``. The
+    file is rewritten only when something is dropped (and ``rewrite``; other
+    processes of a multi-process run only read). Raises ValueError if it
+    holds fewer than ``num_lines`` complete lines, or a kept line is not JSON.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    parts = data.split(b"\n")
+    complete, tail = parts[:-1], parts[-1]
+    if len(complete) < num_lines:
+        raise ValueError(f"{path} holds {len(complete)} complete line(s), fewer than the "
+                         f"{num_lines} recorded by the checkpoint; it was modified or lost")
+    kept = [line.decode("utf-8") + "\n" for line in complete[:num_lines]]
+    for i, line in enumerate(kept):
+        try:
+            json.loads(line)
+        except ValueError as err:
+            raise ValueError(f"{path}: line {i + 1} is not valid JSON ({err})") from None
+    dropped, torn = len(complete) - num_lines, bool(tail)
+    if rewrite and (dropped or torn):
+        atomic_write(path, lambda f: f.write("".join(kept)))
+    return kept, dropped, torn
 
 
 COMPLETED = "COMPLETED"

@@ -16,7 +16,11 @@ _TINY = 2.0 ** -1022      # the smallest normal float64
 
 
 class RecordSchedule:
-    """Stateful ``should_record(step, loss)`` for one training run."""
+    """Stateful ``should_record(step, loss)`` for one training run.
+
+    Its state (the loss EMA and the next rung) is checkpointed with
+    :meth:`state_dict` so a resumed run records at the same steps.
+    """
 
     def __init__(self, num_steps: int, *, ladder_ratio: float = 0.96,
                  ema_decay: float = 0.9, num_log_steps: int = 50):
@@ -44,3 +48,12 @@ class RecordSchedule:
         while _TINY < self._next_rung and self._ema <= self._next_rung:  # one record for all
             self._next_rung *= self._ratio
         return crossed or step in self._log_steps
+
+    def state_dict(self) -> dict:
+        """What :meth:`load_state_dict` needs to continue exactly here (JSON-able floats)."""
+        return {"ema": self._ema, "next_rung": self._next_rung}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continues from a :meth:`state_dict` of a schedule with the same arguments."""
+        self._ema, self._next_rung = state["ema"], state["next_rung"]
+        self.ema_loss = math.nan if self._ema is None else self._ema

@@ -227,13 +227,17 @@ def test_divergence_raises_non_finite_loss_error():
     apply_fn = models.make_apply_fn(module, state)
     recs = []
     with pytest.raises(minibatch.NonFiniteLossError,
-                       match=r"non-finite training loss .* in regime plain at step \d+"):
+                       match=r"non-finite (training loss|parameters).* in regime plain at "
+                             r"step \d+") as info:
         minibatch.train_regime(
             apply_fn=apply_fn, regime=regimes.parse_regime("plain"), params0=params0,
             x_train=x, y_train=y, num_steps=STEPS, batch_size=BATCH, learning_rate=1e30,
             momentum=0.0, seed=0, evaluator=GroupEvaluator(groups),
             on_record=lambda r, c: recs.append(r))
-    assert isinstance(minibatch.NonFiniteLossError("x"), FloatingPointError)
+    assert info.value.regime == "plain" and info.value.alpha is None
+    assert all(r["step"] < info.value.step for r in recs)       # nothing recorded from there
+    assert all(np.isfinite(r["batch_loss"]) for r in recs)
+    assert isinstance(info.value, FloatingPointError)
 
 
 def test_batch_size_errors():
