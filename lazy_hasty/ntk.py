@@ -4,12 +4,22 @@
 every parameter. Implementations:
 
 * ``"jacobian"``: per-example Jacobians (``vmap`` of ``jacrev``), contracted
-  leaf by leaf. Memory ``chunk * C * P`` per block.
+  leaf by leaf. Memory ``chunk * C * P`` per chunk.
 * ``"ntvp"``: NTK-vector products: ``J1 (J2^T e)`` for each basis cotangent
   ``e`` of ``x2``, i.e. a ``jvp`` of a ``vjp``; never forms ``J1``.
+* ``"structured"``: per-layer kernels from Dense/Conv inputs and output
+  cotangents, no per-example weight gradients where that is cheaper (see
+  ``lazy_hasty.ntk_structured``).
 
-Both chunk over examples with ``lax.map`` (sequential, so peak memory is set by
-``chunk_size``, not by N) and stay traceable under ``jax.jit``.
+Chunking: at most two chunks of ``chunk_size`` examples have their Jacobians (or
+layer features) alive at once; the inner chunk is recomputed for every outer
+one. With ``x2=None`` only the upper triangle of chunk blocks is computed and
+the diagonal blocks reuse the outer chunk. XLA:CPU canonicalises convolution
+layouts only outside loops, so conv backward passes inside ``lax.map`` run ~9x
+slower; up to ``MAX_UNROLLED`` chunk evaluations are therefore unrolled in
+Python and chained with optimization barriers (one after another, memory
+bounded as in a loop), more use ``lax.map``. Everything stays traceable under
+``jax.jit``.
 """
 
 from __future__ import annotations
@@ -20,9 +30,12 @@ from typing import Any, Callable, Optional
 import jax
 import jax.numpy as jnp
 
+from lazy_hasty import ntk_structured
+
 Params = Any
 ApplyFn = Callable[[Params, jax.Array], jax.Array]
 NtkFn = Callable[[Params, jax.Array, Optional[jax.Array]], jax.Array]
+MAX_UNROLLED = 16
 
 
 def _per_example_jacobian(apply_fn: ApplyFn, params: Params, x: jax.Array) -> Params:
@@ -47,34 +60,90 @@ def _chunks(x: jax.Array, size: int) -> jax.Array:
     return x.reshape((-1, size) + x.shape[1:])
 
 
-def _jacobian_ntk(apply_fn, params, x1, x2, size1, size2):
-    def outer(c1):
-        j1 = _per_example_jacobian(apply_fn, params, c1)
-        inner = lambda c2: _contract(j1, _per_example_jacobian(apply_fn, params, c2))
-        return jax.lax.map(inner, _chunks(x2, size2))         # (m2, n1c, C, n2c, C)
+def _map(fn: Callable[[Any, jax.Array], jax.Array], xs: jax.Array, unroll: bool
+         ) -> jax.Array:
+    """``stack([fn(i, xs[i]) for i])``: unrolled and run in order, or ``lax.map``."""
+    if not unroll:
+        return jax.lax.map(lambda ix: fn(*ix), (jnp.arange(len(xs)), xs))
+    outs = []
+    for i in range(len(xs)):
+        x = xs[i]
+        if outs:      # starts after the previous step; stops XLA merging repeated steps
+            x, _ = jax.lax.optimization_barrier((x, outs[-1]))
+        outs.append(fn(i, x))
+    return jnp.stack(outs)
 
-    return jax.lax.map(outer, _chunks(x1, size1))             # (m1, m2, n1c, C, n2c, C)
+
+def _blockwise(features, contract, x1, x2, size1, size2):
+    """Blocks ``(m1, m2, b1, C, b2, C)`` of ``contract(features(c1), features(c2))``."""
+    symmetric = x2 is None
+    c1 = _chunks(x1, size1)
+    c2 = c1 if symmetric else _chunks(x2, size2)
+    m1, m2 = len(c1), len(c2)
+    unroll = m1 + (m1 * (m1 - 1) // 2 if symmetric else m1 * m2) <= MAX_UNROLLED
+
+    def row(a, xa):
+        f1 = features(xa)
+        diag = lambda: contract(f1, f1)
+
+        def block(b, xb):
+            upper = lambda: contract(f1, features(xb))
+            if not symmetric:
+                return upper()
+            lower = lambda: jnp.zeros(*_shape_dtype(diag))
+            branches, index = (lower, diag, upper), (b > a) * 2 + (b == a)
+            return branches[index]() if unroll else jax.lax.switch(index, branches)
+
+        _, inner = jax.lax.optimization_barrier((xa, c2))    # a fresh copy per row
+        return _map(block, inner, unroll)
+
+    blocks = _map(row, c1, unroll)
+    if symmetric:          # lower blocks are transposed upper ones
+        below = jnp.arange(m1)[:, None] > jnp.arange(m1)[None, :]
+        mirrored = blocks.transpose(1, 0, 4, 5, 2, 3)
+        blocks = jnp.where(below[:, :, None, None, None, None], mirrored, blocks)
+    return blocks
+
+
+def _shape_dtype(fn: Callable[[], jax.Array]) -> tuple[tuple[int, ...], Any]:
+    out = jax.eval_shape(fn)
+    return out.shape, out.dtype
+
+
+def _jacobian_ntk(apply_fn, params, x1, x2, size1, size2):
+    features = functools.partial(_per_example_jacobian, apply_fn, params)
+    return _blockwise(features, _contract, x1, x2, size1, size2)
+
+
+def _structured_ntk(apply_fn, params, x1, x2, size1, size2):
+    features, contract = ntk_structured.kernel_fns(apply_fn, params, x1, size1, size2)
+    return _blockwise(features, contract, x1, x2, size1, size2)
 
 
 def _ntvp_ntk(apply_fn, params, x1, x2, size1, size2):
-    def outer(c2):
-        f2, vjp_fn = jax.vjp(lambda p: apply_fn(p, c2), params)
+    x2 = x1 if x2 is None else x2
+    c1, c2 = _chunks(x1, size1), _chunks(x2, size2)
+    unroll = len(c2) * (1 + len(c1)) <= MAX_UNROLLED
+
+    def outer(_, xb):
+        f2, vjp_fn = jax.vjp(lambda p: apply_fn(p, xb), params)
         n2, c = f2.shape
         basis = jnp.eye(n2 * c, dtype=f2.dtype).reshape(n2 * c, n2, c)
         tangents = jax.vmap(lambda e: vjp_fn(e)[0])(basis)    # J2^T e, one per column
 
-        def inner(c1):
-            jvp = lambda t: jax.jvp(lambda p: apply_fn(p, c1), (params,), (t,))[1]
+        def inner(_, xa):
+            jvp = lambda t: jax.jvp(lambda p: apply_fn(p, xa), (params,), (t,))[1]
             cols = jax.vmap(jvp)(tangents)                     # (n2 * C, n1c, C)
             return cols.reshape(n2, c, -1, c).transpose(2, 3, 0, 1)
 
-        return jax.lax.map(inner, _chunks(x1, size1))          # (m1, n1c, C, n2c, C)
+        _, inner_chunks = jax.lax.optimization_barrier((xb, c1))
+        return _map(inner, inner_chunks, unroll)               # (m1, n1c, C, n2c, C)
 
-    blocks = jax.lax.map(outer, _chunks(x2, size2))            # (m2, m1, ...)
-    return blocks.swapaxes(0, 1)
+    return _map(outer, c2, unroll).swapaxes(0, 1)              # (m1, m2, ...)
 
 
-_IMPLEMENTATIONS = {"jacobian": _jacobian_ntk, "ntvp": _ntvp_ntk}
+_IMPLEMENTATIONS = {"jacobian": _jacobian_ntk, "ntvp": _ntvp_ntk,
+                    "structured": _structured_ntk}
 IMPLEMENTATIONS = tuple(_IMPLEMENTATIONS)
 
 
@@ -83,20 +152,20 @@ def empirical_ntk(apply_fn: ApplyFn, params: Params, x1: jax.Array,
                   chunk_size: Optional[int] = None) -> jax.Array:
     """Empirical NTK of ``apply_fn`` at ``params``, shape ``(N1, C, N2, C)``.
 
-    ``x2=None`` means ``x2 = x1``. ``chunk_size`` bounds how many examples enter
-    one Jacobian (or one batch of NTK-vector products) at a time; ``None``
-    processes all examples at once.
+    ``x2=None`` means ``x2 = x1`` (and exploits the symmetry). ``chunk_size``
+    bounds how many examples enter one Jacobian (or one batch of NTK-vector
+    products, or of layer features) at a time; ``None`` processes all at once.
     """
     if implementation not in _IMPLEMENTATIONS:
         raise ValueError(f"unknown NTK implementation {implementation!r}; "
                          f"choose one of {IMPLEMENTATIONS}")
-    x2 = x1 if x2 is None else x2
-    n1, n2 = len(x1), len(x2)
+    n1, n2 = len(x1), len(x1 if x2 is None else x2)
     if chunk_size is not None and int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     size1, size2 = (n1, n2) if chunk_size is None else (
         min(n1, int(chunk_size)), min(n2, int(chunk_size)))
-    blocks = _IMPLEMENTATIONS[implementation](apply_fn, params, x1, x2, size1, size2)
+    impl = jax.jit(_IMPLEMENTATIONS[implementation], static_argnums=(0, 4, 5))
+    blocks = impl(apply_fn, params, x1, x2, size1, size2)
     m1, m2, b1, c, b2, _ = blocks.shape
     k = blocks.transpose(0, 2, 3, 1, 4, 5).reshape(m1 * b1, c, m2 * b2, c)
     return k[:n1, :, :n2]
