@@ -16,6 +16,7 @@ the primary process.
 
 from __future__ import annotations
 
+import logging as pylogging
 import os
 from typing import Any, Mapping, Optional
 
@@ -24,6 +25,21 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 META = "meta"
+
+
+class _OrbaxInfoFilter(pylogging.Filter):
+    """Drops orbax's INFO/DEBUG lines (a dozen per save); its warnings pass."""
+
+    def filter(self, record: pylogging.LogRecord) -> bool:
+        return (record.levelno >= pylogging.WARNING
+                or f"{os.sep}orbax{os.sep}" not in (record.pathname or ""))
+
+
+def quiet_orbax_logs() -> None:
+    """Keeps orbax's per-save INFO lines out of the (absl) log; idempotent."""
+    logger = pylogging.getLogger("absl")
+    if not any(isinstance(f, _OrbaxInfoFilter) for f in logger.filters):
+        logger.addFilter(_OrbaxInfoFilter())
 
 
 def _is_step_dir(name: str) -> bool:

@@ -200,8 +200,22 @@ def _bad(**overrides):
     (_bad(label_noise=1.5), r"label_noise must be in \(0, 1\)"),
     (_bad(difficulty="loss"), "unknown difficulty 'loss'"),
     (_bad(probe_size=100000), r"probe_size 100000 must be in \[1, \d+\]"),
+    (_bad(regimes=("alpha=1", "alpha=-2"), compare=("alpha=1", "alpha=-2")),
+     "alpha must be a finite number > 0"),
+    (_bad(label_noise=1e-5), "group 'noisy' is empty"),
+    (_bad(ladder_ratio=1.2), r"ladder_ratio must be in \(0, 1\)"),
+    (_bad(momentum=1.0), r"momentum must be in \[0, 1\)"),
+    (_bad(learning_rate=0.0), "learning_rate must be > 0"),
+    (_bad(probe_every=0), "probe_every must be > 0"),
+    (_bad(num_epochs=(3, 0)), "must all be > 0"),
+    (_bad(num_epochs=(3, 0.01)), r"give \[30, 0\] steps"),
+    (_bad(batch_size=5000), "batch_size 5000 exceeds the 1079 training examples"),
+    (_bad(checkpoint_every_steps=-1), "checkpoint_every_steps must be >= 0"),
+    (_bad(regimes=("alpha=1", "alpha=1.0"), num_epochs=(1, 1)), "name a regime twice"),
 ], ids=["unknown-key", "alpha0", "epochs", "compare", "dataset", "noise", "difficulty",
-        "probe-size"])
+        "probe-size", "alpha-negative", "empty-group", "ladder", "momentum", "lr",
+        "probe-every", "epochs-zero", "no-steps", "batch-size", "checkpoint-every",
+        "duplicate-regime"])
 def test_invalid_config_raises_before_writing(config, match, tmp_path):
     workdir = tmp_path / "work"
     with pytest.raises(ValueError, match=match):

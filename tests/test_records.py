@@ -125,3 +125,47 @@ def test_write_npz_failure_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError):
         records.write_npz(path, ok=np.zeros(2), bad=Exploding())
     assert os.listdir(tmp_path) == []
+
+
+def test_truncate_jsonl_keeps_prefix_and_drops_torn_line(tmp_path):
+    path = str(tmp_path / "metrics.jsonl")
+    for k in range(5):
+        assert records.append_jsonl(path, {"step": k, "x": 0.1 * k}) == \
+            json.dumps({"step": k, "x": 0.1 * k}, sort_keys=True) + "\n"
+    whole = open(path).read()
+    with open(path, "a") as f:
+        f.write('{"step": 5, "x"')                       # torn by a crash
+    kept, dropped, torn = records.truncate_jsonl(path, 3, rewrite=False)
+    assert open(path).read().endswith('"x"')               # rewrite=False only reads
+    kept, dropped, torn = records.truncate_jsonl(path, 3)
+    assert (dropped, torn) == (2, True)
+    assert "".join(kept) == open(path).read() == "".join(whole.splitlines(True)[:3])
+    assert [r["step"] for r in records.read_jsonl(path)] == [0, 1, 2]
+    inode = os.stat(path).st_ino
+    assert records.truncate_jsonl(path, 3)[1:] == (0, False)
+    assert os.stat(path).st_ino == inode                   # nothing to drop: not rewritten
+    with pytest.raises(ValueError, match="holds 3 complete line"):
+        records.truncate_jsonl(path, 4)
+    with open(path, "a") as f:
+        f.write("not json\n")
+    with pytest.raises(ValueError, match="line 4 is not valid JSON"):
+        records.truncate_jsonl(path, 4)
+    with pytest.raises(ValueError, match="must end in a newline"):
+        records.append_line(path, "{}")
+
+
+def test_save_figure_is_atomic(tmp_path):
+    import matplotlib.pyplot as plt
+    from lazy_hasty import plots
+    path = str(tmp_path / "fig.png")
+    fig = plt.figure()
+    plots.save_figure(fig, path, dpi=20)
+    with open(path, "rb") as f:
+        first = f.read()
+    assert first.startswith(b"\x89PNG")
+    bad = str(tmp_path / "fig.notaformat")
+    with pytest.raises(ValueError):
+        plots.save_figure(fig, bad, dpi=20)
+    plt.close(fig)
+    assert sorted(os.listdir(tmp_path)) == ["fig.png"]     # no partial or temporary file
+    assert open(path, "rb").read() == first

@@ -363,6 +363,12 @@ def test_cli_increasing_thresholds(tmp_path):
     assert not workdir.exists()
 
 
+def test_cli_thresholds_outside_the_loss_range(tmp_path):
+    proc, messages, workdir = _cli(tmp_path, "--config.thresholds=(0.8,0.5)")
+    _assert_clean_error(proc, messages, "must lie in (0, 0.6931)")
+    assert not workdir.exists()
+
+
 def test_cli_workdir_is_a_file(tmp_path):
     (tmp_path / "work").write_text("x")
     proc, messages, _ = _cli(tmp_path)
