@@ -166,10 +166,18 @@ def train_regime(*, apply_fn: ApplyFn, regime: Regime, params0: Params,
                          (num_steps - step - 1) / rate)
             last_log = now
 
+    # One step of lag: step k+1 is dispatched before step k's loss is read on the
+    # host, so the accelerator never waits for the host between steps. The record
+    # of step k still evaluates the state at step k.
+    pending = None
     for step in range(first_step, num_steps):
         idx = batch_indices(seed, step, n, batch_size)
         batch = (x_train[idx], y_train[idx]) + (() if f0 is None else (f0[idx],))
         new_state, measurements = step_fn(state, params0, *sharding.shard_batch(batch, mesh))
-        finish(step, state, measurements, new_state)
+        if pending is not None:
+            finish(*pending)
+        pending = (step, state, measurements, new_state)
         state = new_state
+    if pending is not None:
+        finish(*pending)
     return state.params
