@@ -7,6 +7,11 @@ linearity probe). Outputs in the workdir: ``config.json``, ``metrics.jsonl``
 (streamed, one line per record), ``per_example.npz`` (per-record correctness of
 every group example, for bootstrap intervals), ``summary.json`` (hastiness and
 its interval) and ``fig2.png`` (``fig3.png`` for spurious correlations).
+
+Preemption: ``checkpoints/`` holds orbax checkpoints (every
+``checkpoint_every_steps`` steps and at the end of each regime); the same
+command on the same workdir resumes from the newest one and writes the same
+``metrics.jsonl`` as an uninterrupted run (see :class:`_RunLog`).
 """
 
 from __future__ import annotations

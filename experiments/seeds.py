@@ -8,7 +8,7 @@ Seed ``k`` (``first_seed <= k < first_seed + seeds``) runs, one after the other,
 (a subprocess; every ``--config.<key>=<value>`` given here is passed through
 verbatim). A seed whose workdir holds ``COMPLETED`` (written by ``main.py`` after
 a successful run) is skipped, so re-launching after a preemption only runs what
-is missing. A failing seed stops the script with that seed's exit code.
+is missing; a seed that was interrupted resumes from its last checkpoint. A failing seed stops the script with that seed's exit code.
 
 When every seed is done, the script aggregates (unless ``--noaggregate``):
 ``DIR/fig4.png`` (:func:`lazy_hasty.plots.plot_seed_bands`, panels chosen by

@@ -2,6 +2,10 @@
 
 Outputs in the workdir: ``config.json``, ``metrics.jsonl`` (training-loss mean
 and quantiles per regime at log-spaced steps), ``fig1.npz`` and ``fig1.png``.
+
+Not checkpointed: the whole experiment is one vmapped program of about two
+minutes, and its files are written only at the end (each atomically), so a
+killed run leaves no partial output and re-running the command starts it over.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ minibatch order (a fresh seeded shuffle each epoch, shared by all regimes).
 Batches are sharded over the ``"data"`` mesh axis, state is replicated.
 At each record (``schedule.RecordSchedule``) the regime is evaluated on every
 example group, and every ``probe_every``-th record also on the linearity probe.
+A run can be checkpointed and resumed mid-regime (:class:`RegimeProgress`; the
+driver stores it), and stops with :class:`NonFiniteLossError` on divergence.
 """
 
 from __future__ import annotations
