@@ -137,7 +137,8 @@ def read_arrays(directory: str, step: int, item: str) -> Any:
     """
     path = os.path.join(os.path.abspath(directory), str(step), item)
     checkpointer = ocp.PyTreeCheckpointer()
-    tree = checkpointer.metadata(path).item_metadata
+    tree = checkpointer.metadata(path)
+    tree = getattr(tree, "item_metadata", tree)     # orbax 0.12 wraps the tree metadata
     tree = getattr(tree, "tree", tree)
     restore_args = jax.tree_util.tree_map(
         lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
