@@ -35,7 +35,7 @@ from lazy_hasty import ntk_structured
 Params = Any
 ApplyFn = Callable[[Params, jax.Array], jax.Array]
 NtkFn = Callable[[Params, jax.Array, Optional[jax.Array]], jax.Array]
-MAX_UNROLLED = 16
+MAX_UNROLLED = 64
 
 
 def _per_example_jacobian(apply_fn: ApplyFn, params: Params, x: jax.Array) -> Params:
@@ -67,11 +67,15 @@ def _map(fn: Callable[[Any, jax.Array], jax.Array], xs: jax.Array, unroll: bool
         return jax.lax.map(lambda ix: fn(*ix), (jnp.arange(len(xs)), xs))
     outs = []
     for i in range(len(xs)):
-        x = xs[i]
-        if outs:      # starts after the previous step; stops XLA merging repeated steps
-            x, _ = jax.lax.optimization_barrier((x, outs[-1]))
-        outs.append(fn(i, x))
+        outs.append(fn(i, _after(xs[i], outs[-1]) if outs else xs[i]))
     return jnp.stack(outs)
+
+
+def _after(x: jax.Array, token: jax.Array) -> jax.Array:
+    """``x`` plus a zero computed from ``token``: XLA then runs unrolled steps in
+    order and cannot merge repeated ones (``optimization_barrier`` does neither on
+    XLA:CPU). The zero stays zero for non-finite tokens."""
+    return x + ((jnp.sum(token) > 0) * 0.0).astype(x.dtype)
 
 
 def _blockwise(features, contract, x1, x2, size1, size2):
@@ -90,12 +94,11 @@ def _blockwise(features, contract, x1, x2, size1, size2):
             upper = lambda: contract(f1, features(xb))
             if not symmetric:
                 return upper()
-            lower = lambda: jnp.zeros(*_shape_dtype(diag))
+            lower = lambda: jnp.zeros_like(jax.eval_shape(diag))
             branches, index = (lower, diag, upper), (b > a) * 2 + (b == a)
             return branches[index]() if unroll else jax.lax.switch(index, branches)
 
-        _, inner = jax.lax.optimization_barrier((xa, c2))    # a fresh copy per row
-        return _map(block, inner, unroll)
+        return _map(block, _after(c2, xa), unroll)           # a fresh copy per row
 
     blocks = _map(row, c1, unroll)
     if symmetric:          # lower blocks are transposed upper ones
@@ -105,19 +108,23 @@ def _blockwise(features, contract, x1, x2, size1, size2):
     return blocks
 
 
-def _shape_dtype(fn: Callable[[], jax.Array]) -> tuple[tuple[int, ...], Any]:
-    out = jax.eval_shape(fn)
-    return out.shape, out.dtype
+def chunk_functions(implementation: str, apply_fn: ApplyFn, params: Params,
+                    x: jax.Array, n1: int, n2: int) -> tuple[Callable, Callable]:
+    """``(features(chunk), contract(f1, f2))`` of ``"jacobian"`` or ``"structured"``
+    for chunks of ``n1`` and ``n2`` examples shaped like ``x``."""
+    if implementation == "jacobian":
+        return functools.partial(_per_example_jacobian, apply_fn, params), _contract
+    return ntk_structured.kernel_fns(apply_fn, params, x, n1, n2)
 
 
 def _jacobian_ntk(apply_fn, params, x1, x2, size1, size2):
-    features = functools.partial(_per_example_jacobian, apply_fn, params)
-    return _blockwise(features, _contract, x1, x2, size1, size2)
+    fns = chunk_functions("jacobian", apply_fn, params, x1, size1, size2)
+    return _blockwise(*fns, x1, x2, size1, size2)
 
 
 def _structured_ntk(apply_fn, params, x1, x2, size1, size2):
-    features, contract = ntk_structured.kernel_fns(apply_fn, params, x1, size1, size2)
-    return _blockwise(features, contract, x1, x2, size1, size2)
+    fns = chunk_functions("structured", apply_fn, params, x1, size1, size2)
+    return _blockwise(*fns, x1, x2, size1, size2)
 
 
 def _ntvp_ntk(apply_fn, params, x1, x2, size1, size2):
@@ -136,8 +143,7 @@ def _ntvp_ntk(apply_fn, params, x1, x2, size1, size2):
             cols = jax.vmap(jvp)(tangents)                     # (n2 * C, n1c, C)
             return cols.reshape(n2, c, -1, c).transpose(2, 3, 0, 1)
 
-        _, inner_chunks = jax.lax.optimization_barrier((xb, c1))
-        return _map(inner, inner_chunks, unroll)               # (m1, n1c, C, n2c, C)
+        return _map(inner, _after(c1, xb), unroll)             # (m1, n1c, C, n2c, C)
 
     return _map(outer, c2, unroll).swapaxes(0, 1)              # (m1, m2, ...)
 

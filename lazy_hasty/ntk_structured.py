@@ -18,6 +18,7 @@ used by their Dense/Conv calls only (no weight tying outside those layers).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import string
 from typing import Any, Callable, Optional
 
@@ -27,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.linen.linear import canonicalize_padding
 
-Features = tuple[jax.Array, list[tuple[jax.Array, jax.Array]]]
+Features = tuple[list[jax.Array], list[tuple[jax.Array, jax.Array]]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,16 +91,16 @@ def _run(apply_fn, leaves, treedef, x, perturbations=None):
 
 
 def _patches(a: jax.Array, conv: Optional[tuple]) -> jax.Array:
-    """Input patches of one example's layer input, ``(positions, patch size)``."""
-    if conv is None:
-        return a.reshape(-1, a.shape[-1])
-    size, strides, padding, lhs_dilation, rhs_dilation = conv
-    spatial = string.ascii_lowercase[:len(size)]
-    a = a.reshape((-1,) + a.shape[-len(size) - 1:])
-    p = jax.lax.conv_general_dilated_patches(
-        a, size, strides, padding, lhs_dilation, rhs_dilation,
-        dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"))
-    return p.reshape(-1, p.shape[-1])
+    """Input patches ``(n, positions, patch size)`` of a layer input with n examples."""
+    n = a.shape[0]
+    if conv is not None:
+        size, strides, padding, lhs_dilation, rhs_dilation = conv
+        spatial = string.ascii_lowercase[:len(size)]
+        a = jax.lax.conv_general_dilated_patches(
+            a.reshape((-1,) + a.shape[-len(size) - 1:]), size, strides, padding,
+            lhs_dilation, rhs_dilation,
+            dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"))
+    return a.reshape(n, -1, a.shape[-1])
 
 
 def _gram_is_cheaper(n1: int, n2: int, c: int, s: int, k: int, o: int) -> bool:
@@ -109,12 +110,20 @@ def _gram_is_cheaper(n1: int, n2: int, c: int, s: int, k: int, o: int) -> bool:
     return gram < grad
 
 
-def kernel_fns(apply_fn: Callable, params: Any, x: jax.Array, n1: int, n2: int
-               ) -> tuple[Callable[[jax.Array], Features], Callable[..., jax.Array]]:
-    """``(features(x_chunk), contract(f1, f2) -> (n1, C, n2, C))`` for chunks of n1, n2.
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What one traced call of ``apply_fn`` found, and the route of each kernel."""
 
-    ``x`` is an example batch (its first row is traced to find the layers).
-    """
+    leaves: list
+    treedef: Any
+    calls: list[_Call]
+    shapes: list[jax.ShapeDtypeStruct]     # layer outputs, for the perturbations
+    rest: list[int]                        # leaves no captured layer owns
+    groups: dict[int, list[int]]           # kernel leaf -> indices of its calls
+    gram: dict[int, bool]                  # kernel leaf -> Gram route?
+
+
+def _plan(apply_fn: Callable, params: Any, x: jax.Array, n1: int, n2: int) -> _Plan:
     leaves, treedef = jax.tree_util.tree_flatten(params)
     if len({id(leaf) for leaf in leaves}) < len(leaves):  # ids must tell leaves apart
         leaves = [jnp.array(leaf, copy=True) for leaf in leaves]
@@ -122,58 +131,69 @@ def kernel_fns(apply_fn: Callable, params: Any, x: jax.Array, n1: int, n2: int
 
     def trace(ls):
         out, calls, _, outputs = _run(apply_fn, ls, treedef, x[:1])
-        found.append((calls, [(o.shape, o.dtype) for o in outputs]))
+        found.append((calls, [jax.ShapeDtypeStruct(o.shape, o.dtype) for o in outputs]))
         return out
 
     num_out = jax.eval_shape(trace, leaves).shape[-1]
     calls, shapes = found[0]
     covered = {k for call in calls for k in (call.kernel, call.bias) if k is not None}
-    rest = [k for k in range(len(leaves)) if k not in covered]
-    groups = {}                                          # kernel leaf -> its call indices
+    groups = {}
     for i, call in enumerate(calls):
         groups.setdefault(call.kernel, []).append(i)
-    gram = {kernel: _gram_is_cheaper(
-        n1, n2, num_out, sum(int(np.prod(shapes[i][0][:-1])) for i in idx),
-        int(np.prod(leaves[kernel].shape)) // shapes[idx[0]][0][-1], shapes[idx[0]][0][-1])
-        for kernel, idx in groups.items()}
+    gram = {}
+    for kernel, idx in groups.items():
+        positions = sum(int(np.prod(shapes[i].shape[:-1])) for i in idx)
+        o = shapes[idx[0]].shape[-1]
+        gram[kernel] = _gram_is_cheaper(n1, n2, num_out, positions,
+                                        int(np.prod(leaves[kernel].shape)) // o, o)
+    rest = [k for k in range(len(leaves)) if k not in covered]
+    return _Plan(leaves, treedef, calls, shapes, rest, groups, gram)
 
+
+def _features(apply_fn: Callable, plan: _Plan, x: jax.Array) -> Features:
+    """Per-example gradients (grad route, biases, other leaves) and Gram-route
+    ``(patches (n, S, K), cotangents (n, C, S, O))`` of the examples ``x``."""
     def single(xi):
         def f(perturbations, rest_leaves):
-            full = list(leaves)
-            for k, leaf in zip(rest, rest_leaves):
-                full[k] = leaf
-            out, _, inputs, _ = _run(apply_fn, full, treedef, xi[None], perturbations)
+            leaves = list(plan.leaves)
+            for k, leaf in zip(plan.rest, rest_leaves):
+                leaves[k] = leaf
+            out, _, inputs, _ = _run(apply_fn, leaves, plan.treedef, xi[None], perturbations)
             return out[0], inputs
 
-        zeros = [jnp.zeros(shape, dtype) for shape, dtype in shapes]
-        out, vjp_fn, inputs = jax.vjp(f, zeros, [leaves[k] for k in rest], has_aux=True)
+        zeros = [jnp.zeros(s.shape, s.dtype) for s in plan.shapes]
+        rest = [plan.leaves[k] for k in plan.rest]
+        out, vjp_fn, inputs = jax.vjp(f, zeros, rest, has_aux=True)
         return inputs, jax.vmap(vjp_fn)(jnp.eye(out.shape[-1], dtype=out.dtype))
 
-    def features(xc: jax.Array) -> Features:
-        inputs, (deltas, rest_grads) = jax.vmap(single)(xc)
-        n = len(xc)
-        grads = [g.reshape(n, num_out, -1) for g in rest_grads]
-        grams = []
-        for kernel, idx in groups.items():
-            p = jnp.concatenate([jax.vmap(lambda a: _patches(a, calls[i].conv))(inputs[i])
-                                 for i in idx], axis=1)                  # (n, S, K)
-            d = jnp.concatenate([deltas[i].reshape(n, num_out, -1, deltas[i].shape[-1])
-                                 for i in idx], axis=2)                  # (n, C, S, O)
-            if calls[idx[0]].bias is not None:
-                grads.append(d.sum(axis=2))
-            if gram[kernel]:
-                grams.append((p, d))
-            else:
-                grads.append(jnp.einsum("isk,icso->icko", p, d).reshape(n, num_out, -1))
-        empty = jnp.zeros((n, num_out, 0), xc.dtype)
-        return jnp.concatenate([empty] + grads, axis=2), grams
+    inputs, (deltas, rest_grads) = jax.vmap(single)(x)
+    n, c = rest_grads[0].shape[:2] if rest_grads else deltas[0].shape[:2]
+    grads, grams = [g.reshape(n, c, -1) for g in rest_grads], []
+    for kernel, idx in plan.groups.items():
+        p = jnp.concatenate([_patches(inputs[i], plan.calls[i].conv) for i in idx], axis=1)
+        d = jnp.concatenate([deltas[i].reshape(n, c, -1, deltas[i].shape[-1]) for i in idx],
+                            axis=2)
+        if plan.calls[idx[0]].bias is not None:
+            grads.append(d.sum(axis=2))
+        if plan.gram[kernel]:
+            grams.append((p, d))
+        else:
+            grads.append(jnp.einsum("isk,icso->icko", p, d).reshape(n, c, -1))
+    return grads, grams
 
-    def contract(f1: Features, f2: Features) -> jax.Array:
-        (g1, grams1), (g2, grams2) = f1, f2
-        k = jnp.einsum("icp,jdp->icjd", g1, g2)
-        for (p1, d1), (p2, d2) in zip(grams1, grams2):
-            h = jnp.einsum("ijst,icso->ijcto", jnp.einsum("isk,jtk->ijst", p1, p2), d1)
-            k = k + jnp.einsum("ijcto,jdto->icjd", h, d2)
-        return k
 
-    return features, contract
+def _contract(f1: Features, f2: Features) -> jax.Array:
+    """``(n1, C, n2, C)`` kernel block of two chunks' features."""
+    (grads1, grams1), (grads2, grams2) = f1, f2
+    blocks = [jnp.einsum("icp,jdp->icjd", g1, g2) for g1, g2 in zip(grads1, grads2)]
+    blocks += [jnp.einsum("isk,jtk,icso,jdto->icjd", p1, p2, d1, d2, optimize="optimal")
+               for (p1, d1), (p2, d2) in zip(grams1, grams2)]
+    return functools.reduce(jnp.add, blocks)
+
+
+def kernel_fns(apply_fn: Callable, params: Any, x: jax.Array, n1: int, n2: int
+               ) -> tuple[Callable[[jax.Array], Features], Callable[..., jax.Array]]:
+    """``(features(chunk), contract(f1, f2) -> (n1, C, n2, C))`` for chunks of n1 and
+    n2 examples of the shape of ``x`` (whose first row is traced to find the layers)."""
+    plan = _plan(apply_fn, params, x, n1, n2)
+    return functools.partial(_features, apply_fn, plan), _contract

@@ -1,12 +1,13 @@
 """Empirical NTK implementations against a float64 brute-force oracle and each other."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from lazy_hasty import models, ntk
+from lazy_hasty import models, ntk, ntk_structured
 
 # name -> (model kwargs, input shape of one example)
 SETUPS = {
@@ -26,6 +27,10 @@ def _setup(name, n1=5, n2=4, seed=0):
     return models.make_apply_fn(module, state), params, x1, x2
 
 
+def _to64(*trees):
+    return jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), trees)
+
+
 def oracle_ntk(apply_fn, params, x1, x2):
     """Explicit Jacobian of the ravelled parameters, contracted by hand."""
     flat, unravel = ravel_pytree(params)
@@ -41,8 +46,7 @@ def _rel(a, b):
 @pytest.mark.parametrize("name", list(SETUPS))
 def test_ntk_equals_float64_oracle(name, x64):
     apply_fn, params, x1, x2 = _setup(name)
-    params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), params)
-    x1, x2 = x1.astype(jnp.float64), x2.astype(jnp.float64)
+    params, x1, x2 = _to64(params, x1, x2)
     want12 = oracle_ntk(apply_fn, params, x1, x2)
     want11 = oracle_ntk(apply_fn, params, x1, x1)
     for impl in ntk.IMPLEMENTATIONS:
@@ -51,8 +55,10 @@ def test_ntk_equals_float64_oracle(name, x64):
                                     chunk_size=chunk)
             assert got.dtype == jnp.float64 and got.shape == want12.shape
             assert _rel(got, want12) <= 1e-10, (impl, chunk)
-        got11 = ntk.empirical_ntk(apply_fn, params, x1, implementation=impl, chunk_size=3)
-        assert _rel(got11, want11) <= 1e-10, impl
+        for chunk in (None, 3):
+            got11 = ntk.empirical_ntk(apply_fn, params, x1, implementation=impl,
+                                      chunk_size=chunk)
+            assert _rel(got11, want11) <= 1e-10, (impl, chunk)
 
 
 @pytest.mark.parametrize("name", list(SETUPS))
@@ -65,6 +71,80 @@ def test_implementations_agree_in_float32(name):
             got = ntk.empirical_ntk(apply_fn, params, x1, x2, implementation=impl,
                                     chunk_size=chunk)
             assert _rel(got, ref) <= 1e-5, (impl, chunk)
+
+
+class Assorted(nn.Module):
+    """Layer kinds the structured NTK must handle, captured or not."""
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.Conv(3, (3, 3), strides=2, padding="SAME", use_bias=False)(x)
+        x = nn.tanh(nn.Conv(4, (2, 2), kernel_dilation=2, padding=((1, 0), (0, 1)))(x))
+        shared = nn.Dense(4)                          # called twice, on all positions
+        x = shared(nn.tanh(shared(x)))
+        x = nn.GroupNorm(num_groups=2)(x)             # params left to per-example grads
+        x = nn.Conv(3, (3,), padding="CIRCULAR")(x.reshape(x.shape[0], -1, 4))  # not captured
+        return nn.Dense(2)(x.mean(axis=1))
+
+
+def _mlp_without_flax(params, x):
+    return jnp.tanh(x @ params["w1"]) @ params["w2"]
+
+
+@pytest.mark.parametrize("which", ["assorted", "plain_jax"])
+def test_structured_handles_assorted_layers(which, x64):
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(2), 3)
+    if which == "assorted":
+        x1, x2 = jax.random.normal(k1, (5, 6, 6, 2)), jax.random.normal(k2, (3, 6, 6, 2))
+        module = Assorted()
+        params = _to64(module.init(k3, x1)["params"])[0]
+        apply_fn = lambda p, x: module.apply({"params": p}, x)
+    else:
+        x1, x2 = jax.random.normal(k1, (5, 4)), jax.random.normal(k2, (3, 4))
+        params = {"w1": jax.random.normal(k3, (4, 6)), "w2": jnp.ones((6, 2))}
+        apply_fn = _mlp_without_flax
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    captured = ntk_structured._run(apply_fn, leaves, treedef, x1)[1]
+    assert len(captured) == (5 if which == "assorted" else 0)  # not the circular conv
+    for x2_, want in ((x2, oracle_ntk(apply_fn, params, x1, x2)),
+                      (None, oracle_ntk(apply_fn, params, x1, x1))):
+        for chunk in (None, 2):
+            got = ntk.empirical_ntk(apply_fn, params, x1, x2_, implementation="structured",
+                                    chunk_size=chunk)
+            assert _rel(got, want) <= 1e-10, (x2_ is None, chunk)
+
+
+@pytest.mark.parametrize("gram", [True, False])
+@pytest.mark.parametrize("name", ["cnn", "resnet"])
+def test_structured_routes_each_equal_the_oracle(name, gram, monkeypatch, x64):
+    monkeypatch.setattr(ntk_structured, "_gram_is_cheaper", lambda *_: gram)
+    apply_fn, params, x1, x2 = _setup(name, n1=3, n2=2)
+    params, x1, x2 = _to64(params, x1, x2)
+    want = oracle_ntk(apply_fn, params, x1, x2)
+    got = ntk.empirical_ntk(apply_fn, params, x1, x2, implementation="structured")
+    assert _rel(got, want) <= 1e-10
+
+
+def test_gram_route_is_chosen_where_cheaper():
+    # ResNet18 CIFAR, C = 10, chunks of 20: the 4x4 layer4 conv takes the Gram
+    # route, the 32x32 layer1 conv contracts per-example gradients.
+    assert ntk_structured._gram_is_cheaper(20, 20, 10, 16, 4608, 512)
+    assert not ntk_structured._gram_is_cheaper(20, 20, 10, 1024, 576, 64)
+
+
+@pytest.mark.parametrize("x2_is_none", [True, False])
+def test_loop_and_unrolled_chunking_agree(x2_is_none, monkeypatch):
+    apply_fn, params, x1, x2 = _setup("cnn", n1=5, n2=3)
+    x2 = None if x2_is_none else x2
+    for impl in ntk.IMPLEMENTATIONS:
+        unrolled = ntk.empirical_ntk(apply_fn, params, x1, x2, implementation=impl,
+                                     chunk_size=2)
+        with monkeypatch.context() as m:
+            m.setattr(ntk, "MAX_UNROLLED", 0)
+            fresh = lambda p, x: apply_fn(p, x)    # a new function: not a cached trace
+            looped = ntk.empirical_ntk(fresh, params, x1, x2, implementation=impl,
+                                       chunk_size=2)
+        assert _rel(looped, unrolled) <= 1e-6, impl
 
 
 def test_ntk_is_symmetric_psd_and_jittable():
