@@ -45,7 +45,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.ladder_ratio = 0.96          # a record each time the loss EMA drops 4%
     config.probe_size = 32              # examples for the linearity metrics
     config.probe_every = 5              # linearity metrics on every 5th record
-    config.ntk_implementation = "jacobian"
+    config.ntk_implementation = "structured"   # or "jacobian", "ntvp" (lazy_hasty/ntk.py)
     config.ntk_chunk_size = 0           # 0: no chunking
     config.eval_batch_size = 512
     # Preemption: an orbax checkpoint every this many training steps (and at the end
