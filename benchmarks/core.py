@@ -1,10 +1,10 @@
-"""Cost of the training regimes and of the empirical NTK, measured in one run.
+"""Cost of the training regimes, measured in one run.
 
 For the yin-yang MLP and a norm-free CIFAR ResNet18, times one jitted SGD step
 in each regime (standard, rescaled alpha=100 with and without cached f(params0,
 x), linearized) and reports XLA's FLOP count and memory figure next to it, all
-as ratios to the standard step. Then times the full empirical NTK (N, C, N, C)
-per implementation. Usage: ``python benchmarks/core.py [--quick]``.
+as ratios to the standard step. The empirical NTK is measured by
+``benchmarks/ntk.py``. Usage: ``python benchmarks/core.py [--quick]``.
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ import math
 import os
 import statistics
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 
-from lazy_hasty import ntk
 from lazy_hasty.losses import per_example_loss
 from lazy_hasty.models import get_model, init_model, make_apply_fn
 from lazy_hasty.regimes import Regime
@@ -42,22 +41,19 @@ class Timing:
 
 @dataclasses.dataclass
 class Setup:
-    """A network with its initial parameters, a training batch and NTK settings."""
+    """A network with its initial parameters and a training batch."""
 
     name: str
     apply_fn: ApplyFn
     params0: Params
     x: jax.Array
     y: jax.Array
-    ntk_n: int
-    ntk_chunk: Optional[int]
 
 
-def make_setup(name: str, module: Any, x: jax.Array, y: jax.Array, ntk_n: int,
-               ntk_chunk: Optional[int]) -> Setup:
+def make_setup(name: str, module: Any, x: jax.Array, y: jax.Array) -> Setup:
     """Initialises ``module`` on ``x`` and packages it as a ``Setup``."""
     params0, state = init_model(module, jax.random.PRNGKey(0), x)
-    return Setup(name, make_apply_fn(module, state), params0, x, y, ntk_n, ntk_chunk)
+    return Setup(name, make_apply_fn(module, state), params0, x, y)
 
 
 def setups(quick: bool) -> list[Setup]:
@@ -69,12 +65,8 @@ def setups(quick: bool) -> list[Setup]:
     x_res = jax.random.normal(k3, (n_res, 32, 32, 3))
     y_res = jax.random.randint(k4, (n_res,), 0, 10)
     resnet = get_model("resnet18", num_outputs=10, stem="cifar", norm="none", width=width)
-    # The ResNet NTK is tiny (N=2, chunk 1): on XLA:CPU the backward convolutions
-    # inside ntk's lax.map chunk loop run ~9x slower than outside a loop.
-    return [
-        make_setup("MLP 2-60-60-60-1", get_model("mlp"), x_mlp, y_mlp, n_mlp, None),
-        make_setup(f"ResNet18 w={width}", resnet, x_res, y_res, 2, 1),
-    ]
+    return [make_setup("MLP 2-60-60-60-1", get_model("mlp"), x_mlp, y_mlp),
+            make_setup(f"ResNet18 w={width}", resnet, x_res, y_res)]
 
 
 def sgd_step(regime: Regime, apply_fn: ApplyFn) -> Callable[..., Any]:
@@ -168,17 +160,6 @@ def step_rows(setup: Setup, timing: Timing) -> list[list[str]]:
             for label, t, fl, mem in results]
 
 
-def ntk_rows(setup: Setup, timing: Timing) -> list[list[str]]:
-    """Table rows for the full (N, C, N, C) empirical NTK per implementation."""
-    x = setup.x[:setup.ntk_n]
-    named = [(impl, ntk.empirical_ntk_fn(setup.apply_fn, implementation=impl,
-                                         chunk_size=setup.ntk_chunk), (setup.params0, x))
-             for impl in ntk.IMPLEMENTATIONS]
-    return [[setup.name, impl, str(len(x)), str(setup.ntk_chunk or "-"),
-             f"{t * 1e3:.2f}", f"{mem / 2**20:.3g}"]
-            for impl, t, _, mem in measure(named, timing)]
-
-
 def markdown(header: list[str], rows: list[list[str]]) -> str:
     """A Markdown table."""
     lines = [header, ["---"] * len(header)] + rows
@@ -203,10 +184,6 @@ def main() -> None:
     steps = [row for s in all_setups for row in step_rows(s, timing)]
     print(markdown(["setup", "step", "ms/step", "time ratio", "GFLOPs", "FLOP ratio",
                     "memory MiB", "memory ratio"], steps))
-    print()
-    kernels = [row for s in all_setups for row in ntk_rows(s, timing)]
-    print(markdown(["setup", "NTK implementation", "N", "chunk", "ms", "memory MiB"],
-                   kernels))
 
 
 if __name__ == "__main__":

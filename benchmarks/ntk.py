@@ -92,7 +92,7 @@ def extrapolated_seconds(result: dict, n: int) -> float:
 
 def cases(quick: bool) -> list[dict]:
     """The cases to run (ResNet sizes shrink with ``--quick``)."""
-    n_mlp, n_mid, n_big, c_jac, c_str = (16, 8, 16, 2, 8) if quick else (100, 20, 100, 4, 20)
+    n_mlp, n_mid, n_big, c_jac, c_str = (16, 8, 16, 2, 8) if quick else (100, 20, 100, 4, 25)
     base = {"quick": quick, "unroll": True, "kind": "kernel", "budget_s": 2.0 if quick else 10.0}
     mk = lambda **kw: {**base, **kw}
     out = [mk(setup="mlp", n=n_mlp, chunk=None, impl=impl) for impl in ntk.IMPLEMENTATIONS]
@@ -117,8 +117,9 @@ def row(r: dict, width: int) -> list[str]:
         seconds = extrapolated_seconds(r, r["n"])
         how = (f"extrapolated: {r['seconds'][0]:.3g} s/chunk, "
                f"{r['seconds'][1]:.3g} s/block")
+    memory = [f"{r['xla_mib']:.0f}", f"{r['rss_mib']:.0f}"] if how == "measured" else ["-"] * 2
     return [name, r["impl"], str(r["n"]), str(r["chunk"] or "-"), loop, f"{seconds:.3g}",
-            how, f"{r['compile_s']:.1f}", f"{r['xla_mib']:.0f}", f"{r['rss_mib']:.0f}"]
+            how, f"{r['compile_s']:.1f}", *memory]
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from lazy_hasty import ntk_structured
+from lazy_hasty.ntk_structured import after
 
 Params = Any
 ApplyFn = Callable[[Params, jax.Array], jax.Array]
@@ -67,15 +68,8 @@ def _map(fn: Callable[[Any, jax.Array], jax.Array], xs: jax.Array, unroll: bool
         return jax.lax.map(lambda ix: fn(*ix), (jnp.arange(len(xs)), xs))
     outs = []
     for i in range(len(xs)):
-        outs.append(fn(i, _after(xs[i], outs[-1]) if outs else xs[i]))
+        outs.append(fn(i, after(xs[i], outs[-1]) if outs else xs[i]))
     return jnp.stack(outs)
-
-
-def _after(x: jax.Array, token: jax.Array) -> jax.Array:
-    """``x`` plus a zero computed from ``token``: XLA then runs unrolled steps in
-    order and cannot merge repeated ones (``optimization_barrier`` does neither on
-    XLA:CPU). The zero stays zero for non-finite tokens."""
-    return x + ((jnp.sum(token) > 0) * 0.0).astype(x.dtype)
 
 
 def _blockwise(features, contract, x1, x2, size1, size2):
@@ -98,7 +92,7 @@ def _blockwise(features, contract, x1, x2, size1, size2):
             branches, index = (lower, diag, upper), (b > a) * 2 + (b == a)
             return branches[index]() if unroll else jax.lax.switch(index, branches)
 
-        return _map(block, _after(c2, xa), unroll)           # a fresh copy per row
+        return _map(block, after(c2, xa), unroll)           # a fresh copy per row
 
     blocks = _map(row, c1, unroll)
     if symmetric:          # lower blocks are transposed upper ones
@@ -143,7 +137,7 @@ def _ntvp_ntk(apply_fn, params, x1, x2, size1, size2):
             cols = jax.vmap(jvp)(tangents)                     # (n2 * C, n1c, C)
             return cols.reshape(n2, c, -1, c).transpose(2, 3, 0, 1)
 
-        return _map(inner, _after(c1, xb), unroll)             # (m1, n1c, C, n2c, C)
+        return _map(inner, after(c1, xb), unroll)             # (m1, n1c, C, n2c, C)
 
     return _map(outer, c2, unroll).swapaxes(0, 1)              # (m1, m2, ...)
 

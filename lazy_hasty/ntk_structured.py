@@ -9,8 +9,8 @@ at each output position (the input itself for Dense), a layer kernel contributes
     K[ic, jd] = sum_{s,t} (P_is . P_jt) (D_ics . D_jdt)            ("gram" route)
 
 or, where that costs more FLOPs, the contraction of the per-example gradients
-``G_ic = sum_s P_is (x) D_ics`` ("grad" route). A bias contributes through its
-gradient ``sum_s D_ics``. Parameters of other layers (norms, ...) get per-example
+``G_ic = sum_s P_is (x) D_ics`` ("grad" route). A bias is a weight on a constant
+input: a patch entry of 1. Parameters of other layers (norms, ...) get per-example
 gradients from the same backward pass. Captured kernel and bias leaves must be
 used by their Dense/Conv calls only (no weight tying outside those layers).
 """
@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.linen.linear import canonicalize_padding
 
-Features = tuple[list[jax.Array], list[tuple[jax.Array, jax.Array]]]
+Features = list[tuple[jax.Array, ...]]   # (gradients,) or (patches, cotangents) per term
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,8 +151,9 @@ def _plan(apply_fn: Callable, params: Any, x: jax.Array, n1: int, n2: int) -> _P
 
 
 def _features(apply_fn: Callable, plan: _Plan, x: jax.Array) -> Features:
-    """Per-example gradients (grad route, biases, other leaves) and Gram-route
-    ``(patches (n, S, K), cotangents (n, C, S, O))`` of the examples ``x``."""
+    """Kernel terms of the examples ``x``: per layer either per-example gradients
+    ``(n, C, P)`` or Gram-route patches ``(n, S, K)`` and cotangents ``(n, C, S, O)``
+    (a bias is a patch entry of 1); then per-example gradients of other leaves."""
     def single(xi):
         def f(perturbations, rest_leaves):
             leaves = list(plan.leaves)
@@ -167,28 +168,41 @@ def _features(apply_fn: Callable, plan: _Plan, x: jax.Array) -> Features:
         return inputs, jax.vmap(vjp_fn)(jnp.eye(out.shape[-1], dtype=out.dtype))
 
     inputs, (deltas, rest_grads) = jax.vmap(single)(x)
-    n, c = rest_grads[0].shape[:2] if rest_grads else deltas[0].shape[:2]
-    grads, grams = [g.reshape(n, c, -1) for g in rest_grads], []
-    for kernel, idx in plan.groups.items():
+    terms = []
+    for kernel, idx in reversed(plan.groups.items()):     # in the order the vjp ends them
         p = jnp.concatenate([_patches(inputs[i], plan.calls[i].conv) for i in idx], axis=1)
-        d = jnp.concatenate([deltas[i].reshape(n, c, -1, deltas[i].shape[-1]) for i in idx],
-                            axis=2)
-        if plan.calls[idx[0]].bias is not None:
-            grads.append(d.sum(axis=2))
+        if plan.calls[idx[0]].bias is not None:             # a weight on a constant input
+            p = jnp.concatenate([p, jnp.ones(p.shape[:2] + (1,), p.dtype)], axis=2)
+        d = jnp.concatenate([delta.reshape(delta.shape[:2] + (-1, delta.shape[-1]))
+                             for delta in (deltas[i] for i in idx)], axis=2)
         if plan.gram[kernel]:
-            grams.append((p, d))
+            terms.append((p, d))
         else:
-            grads.append(jnp.einsum("isk,icso->icko", p, d).reshape(n, c, -1))
-    return grads, grams
+            terms.append((jnp.einsum("isk,icso->icko", p, d).reshape(d.shape[:2] + (-1,)),))
+    return terms + [(g.reshape(g.shape[:2] + (-1,)),) for g in rest_grads]
 
 
 def _contract(f1: Features, f2: Features) -> jax.Array:
-    """``(n1, C, n2, C)`` kernel block of two chunks' features."""
-    (grads1, grams1), (grads2, grams2) = f1, f2
-    blocks = [jnp.einsum("icp,jdp->icjd", g1, g2) for g1, g2 in zip(grads1, grads2)]
-    blocks += [jnp.einsum("isk,jtk,icso,jdto->icjd", p1, p2, d1, d2, optimize="optimal")
-               for (p1, d1), (p2, d2) in zip(grams1, grams2)]
-    return functools.reduce(jnp.add, blocks)
+    """``(n1, C, n2, C)`` kernel block of two chunks' features. Gram terms, whose
+    temporaries are large, are computed one after another."""
+    k, chained = 0.0, None
+    for t1, t2 in zip(f1, f2):
+        if len(t1) == 1:      # per-example gradients (n, C, P)
+            k = k + jnp.einsum("icp,jdp->icjd", t1[0], t2[0])
+            continue
+        # patches (n, S, K) and cotangents (n, C, S, O): large temporaries
+        p1 = t1[0] if chained is None else after(t1[0], chained)
+        chained = jnp.einsum("isk,jtk,icso,jdto->icjd", p1, t2[0], t1[1], t2[1],
+                             optimize="optimal")
+        k = k + chained
+    return k
+
+
+def after(x: jax.Array, token: jax.Array) -> jax.Array:
+    """``x`` plus a zero computed from ``token``, so that XLA computes ``token`` first
+    and cannot merge repeated steps (``optimization_barrier`` does neither on
+    XLA:CPU). The zero stays zero for non-finite tokens."""
+    return x + ((jnp.sum(token) > 0) * 0.0).astype(x.dtype)
 
 
 def kernel_fns(apply_fn: Callable, params: Any, x: jax.Array, n1: int, n2: int

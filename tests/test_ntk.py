@@ -34,8 +34,9 @@ def _to64(*trees):
 def oracle_ntk(apply_fn, params, x1, x2):
     """Explicit Jacobian of the ravelled parameters, contracted by hand."""
     flat, unravel = ravel_pytree(params)
-    jac = lambda x: np.asarray(jax.jacrev(lambda p: apply_fn(unravel(p), x))(flat))
-    j1, j2 = jac(x1), jac(x2)                       # (N, C, P)
+    jac = jax.jit(jax.jacrev(lambda p, x: apply_fn(unravel(p), x)))
+    j1 = np.asarray(jac(flat, x1))                  # (N, C, P)
+    j2 = j1 if x2 is x1 else np.asarray(jac(flat, x2))
     return np.einsum("icp,jdp->icjd", j1, j2)
 
 
@@ -95,12 +96,12 @@ def _mlp_without_flax(params, x):
 def test_structured_handles_assorted_layers(which, x64):
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(2), 3)
     if which == "assorted":
-        x1, x2 = jax.random.normal(k1, (5, 6, 6, 2)), jax.random.normal(k2, (3, 6, 6, 2))
+        x1, x2 = jax.random.normal(k1, (3, 6, 6, 2)), jax.random.normal(k2, (2, 6, 6, 2))
         module = Assorted()
         params = _to64(module.init(k3, x1)["params"])[0]
         apply_fn = lambda p, x: module.apply({"params": p}, x)
     else:
-        x1, x2 = jax.random.normal(k1, (5, 4)), jax.random.normal(k2, (3, 4))
+        x1, x2 = jax.random.normal(k1, (3, 4)), jax.random.normal(k2, (2, 4))
         params = {"w1": jax.random.normal(k3, (4, 6)), "w2": jnp.ones((6, 2))}
         apply_fn = _mlp_without_flax
     leaves, treedef = jax.tree_util.tree_flatten(params)
@@ -115,10 +116,10 @@ def test_structured_handles_assorted_layers(which, x64):
 
 
 @pytest.mark.parametrize("gram", [True, False])
-@pytest.mark.parametrize("name", ["cnn", "resnet"])
-def test_structured_routes_each_equal_the_oracle(name, gram, monkeypatch, x64):
+def test_structured_routes_each_equal_the_oracle(gram, monkeypatch, x64):
+    # By default the CNN and ResNet mix both routes; here every layer takes one.
     monkeypatch.setattr(ntk_structured, "_gram_is_cheaper", lambda *_: gram)
-    apply_fn, params, x1, x2 = _setup(name, n1=3, n2=2)
+    apply_fn, params, x1, x2 = _setup("cnn", n1=3, n2=2)
     params, x1, x2 = _to64(params, x1, x2)
     want = oracle_ntk(apply_fn, params, x1, x2)
     got = ntk.empirical_ntk(apply_fn, params, x1, x2, implementation="structured")
