@@ -15,10 +15,11 @@ Chunking: at most two chunks of ``chunk_size`` examples have their Jacobians (or
 layer features) alive at once; the inner chunk is recomputed for every outer
 one. With ``x2=None`` only the upper triangle of chunk blocks is computed and
 the diagonal blocks reuse the outer chunk. XLA:CPU canonicalises convolution
-layouts only outside loops, so conv backward passes inside ``lax.map`` run ~9x
-slower; up to ``MAX_UNROLLED`` chunk evaluations are therefore unrolled in
-Python and chained with optimization barriers (one after another, memory
-bounded as in a loop), more use ``lax.map``. Everything stays traceable under
+layouts only in the entry computation, not in loop bodies, so conv backward
+passes inside ``lax.map`` run ~3-9x slower. Up to ``MAX_UNROLLED`` chunk
+evaluations are therefore unrolled in Python, each step made data-dependent on
+the previous one (``ntk_structured.after``) so that they run in order with
+bounded memory; more use ``lax.map``. Everything stays traceable under
 ``jax.jit``.
 """
 
@@ -36,7 +37,7 @@ from lazy_hasty.ntk_structured import after
 Params = Any
 ApplyFn = Callable[[Params, jax.Array], jax.Array]
 NtkFn = Callable[[Params, jax.Array, Optional[jax.Array]], jax.Array]
-MAX_UNROLLED = 64
+MAX_UNROLLED = 64   # unrolled chunk evaluations; compile time grows with them
 
 
 def _per_example_jacobian(apply_fn: ApplyFn, params: Params, x: jax.Array) -> Params:
