@@ -11,8 +11,10 @@ at each output position (the input itself for Dense), a layer kernel contributes
 or, where that costs more FLOPs, the contraction of the per-example gradients
 ``G_ic = sum_s P_is (x) D_ics`` ("grad" route). A bias is a weight on a constant
 input: a patch entry of 1. Parameters of other layers (norms, ...) get per-example
-gradients from the same backward pass. Captured kernel and bias leaves must be
-used by their Dense/Conv calls only (no weight tying outside those layers).
+gradients from the same backward pass, as do layers whose kernel is not itself a
+leaf of ``params`` (e.g. inside flax lifted transforms). Captured kernel and bias
+leaves must be used by their Dense/Conv calls only (no weight tying outside
+those layers).
 """
 
 from __future__ import annotations
@@ -82,7 +84,9 @@ def _run(apply_fn, leaves, treedef, x, perturbations=None):
             return out
         if perturbations is not None:
             out = out + perturbations[len(calls)]
-        calls.append(call), inputs.append(args[0]), outputs.append(out)
+        calls.append(call)
+        inputs.append(args[0])
+        outputs.append(out)
         return out
 
     with nn.intercept_methods(interceptor):
@@ -124,6 +128,7 @@ class _Plan:
 
 
 def _plan(apply_fn: Callable, params: Any, x: jax.Array, n1: int, n2: int) -> _Plan:
+    """Traces ``apply_fn`` on one example and picks a route per kernel leaf."""
     leaves, treedef = jax.tree_util.tree_flatten(params)
     if len({id(leaf) for leaf in leaves}) < len(leaves):  # ids must tell leaves apart
         leaves = [jnp.array(leaf, copy=True) for leaf in leaves]
@@ -142,10 +147,8 @@ def _plan(apply_fn: Callable, params: Any, x: jax.Array, n1: int, n2: int) -> _P
         groups.setdefault(call.kernel, []).append(i)
     gram = {}
     for kernel, idx in groups.items():
-        positions = sum(int(np.prod(shapes[i].shape[:-1])) for i in idx)
-        o = shapes[idx[0]].shape[-1]
-        gram[kernel] = _gram_is_cheaper(n1, n2, num_out, positions,
-                                        int(np.prod(leaves[kernel].shape)) // o, o)
+        s, o = sum(int(np.prod(shapes[i].shape[:-1])) for i in idx), shapes[idx[0]].shape[-1]
+        gram[kernel] = _gram_is_cheaper(n1, n2, num_out, s, leaves[kernel].size // o, o)
     rest = [k for k in range(len(leaves)) if k not in covered]
     return _Plan(leaves, treedef, calls, shapes, rest, groups, gram)
 
