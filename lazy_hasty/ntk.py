@@ -112,13 +112,9 @@ def chunk_functions(implementation: str, apply_fn: ApplyFn, params: Params,
     return ntk_structured.kernel_fns(apply_fn, params, x, n1, n2)
 
 
-def _jacobian_ntk(apply_fn, params, x1, x2, size1, size2):
-    fns = chunk_functions("jacobian", apply_fn, params, x1, size1, size2)
-    return _blockwise(*fns, x1, x2, size1, size2)
-
-
-def _structured_ntk(apply_fn, params, x1, x2, size1, size2):
-    fns = chunk_functions("structured", apply_fn, params, x1, size1, size2)
+def _feature_ntk(implementation, apply_fn, params, x1, x2, size1, size2):
+    """Blocks of an implementation that contracts per-chunk features."""
+    fns = chunk_functions(implementation, apply_fn, params, x1, size1, size2)
     return _blockwise(*fns, x1, x2, size1, size2)
 
 
@@ -143,8 +139,8 @@ def _ntvp_ntk(apply_fn, params, x1, x2, size1, size2):
     return _map(outer, c2, unroll).swapaxes(0, 1)              # (m1, m2, ...)
 
 
-_IMPLEMENTATIONS = {"jacobian": _jacobian_ntk, "ntvp": _ntvp_ntk,
-                    "structured": _structured_ntk}
+_IMPLEMENTATIONS = {"jacobian": functools.partial(_feature_ntk, "jacobian"), "ntvp": _ntvp_ntk,
+                    "structured": functools.partial(_feature_ntk, "structured")}
 IMPLEMENTATIONS = tuple(_IMPLEMENTATIONS)
 
 

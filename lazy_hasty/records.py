@@ -81,7 +81,7 @@ def log_spaced_steps(num_steps: int, num: int = 100) -> np.ndarray:
 
 
 def jsonl_line(record: Mapping[str, Any]) -> str:
-    """The exact line ``append_jsonl`` writes for ``record`` (newline included)."""
+    """``record`` as one JSONL line (sorted keys, NaN as null, newline included)."""
     return json.dumps(_jsonable(record), sort_keys=True) + "\n"
 
 
@@ -102,13 +102,6 @@ def append_line(path: str, line: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def append_jsonl(path: str, record: Mapping[str, Any]) -> str:
-    """Appends one record as a single line (see :func:`append_line`); returns the line."""
-    line = jsonl_line(record)
-    append_line(path, line)
-    return line
 
 
 def truncate_jsonl(path: str, num_lines: int, rewrite: bool = True

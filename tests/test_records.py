@@ -130,8 +130,9 @@ def test_write_npz_failure_leaves_nothing(tmp_path):
 def test_truncate_jsonl_keeps_prefix_and_drops_torn_line(tmp_path):
     path = str(tmp_path / "metrics.jsonl")
     for k in range(5):
-        assert records.append_jsonl(path, {"step": k, "x": 0.1 * k}) == \
-            json.dumps({"step": k, "x": 0.1 * k}, sort_keys=True) + "\n"
+        line = records.jsonl_line({"step": k, "x": 0.1 * k})
+        assert line == json.dumps({"step": k, "x": 0.1 * k}, sort_keys=True) + "\n"
+        records.append_line(path, line)
     whole = open(path).read()
     with open(path, "a") as f:
         f.write('{"step": 5, "x"')                       # torn by a crash
