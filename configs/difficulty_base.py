@@ -11,7 +11,11 @@ def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.experiment = "difficulty"
     config.seed = 0                     # init, minibatch order, noise, groups, probe set
-    config.dataset = "digits"           # "digits" (embedded) or "cifar10" (TFDS)
+    # A registered dataset ("digits" (embedded), "cifar10" (TFDS), "digits_spurious",
+    # "celeba", "waterbirds") or your own function, "package.module:function" or
+    # "path/to/file.py:function" (lazy_hasty/datasets.py says what it returns).
+    config.dataset = "digits"
+    config.dataset_kwargs = ml_collections.ConfigDict()   # extra arguments of a user dataset
     config.data_dir = ""                # TFDS data_dir for cifar10 (prepared offline)
     config.train_size = 40_000          # cifar10 only: train = train[:40k], held-out = rest
     # digits only: pure-noise input features appended to the 64 pixels. They make

@@ -8,13 +8,17 @@ Seed ``k`` (``first_seed <= k < first_seed + seeds``) runs, one after the other,
 (a subprocess; every ``--config.<key>=<value>`` given here is passed through
 verbatim). A seed whose workdir holds ``COMPLETED`` (written by ``main.py`` after
 a successful run) is skipped, so re-launching after a preemption only runs what
-is missing; a seed that was interrupted resumes from its last checkpoint. A failing seed stops the script with that seed's exit code.
+is missing; a seed that was interrupted resumes from its last checkpoint. A
+failing seed stops the script with that seed's exit code. Seeds run in the
+current directory, so a ``--config.dataset=module:function`` found from there
+is found by every seed.
 
-When every seed is done, the script aggregates (unless ``--noaggregate``):
-``DIR/fig4.png`` (:func:`lazy_hasty.plots.plot_seed_bands`, panels chosen by
-:func:`choose_panels`) and ``DIR/seeds_summary.json`` (each seed's
-``summary.json`` and the mean, min and max of their ``hastiness`` and
-``hard_advantage``).
+When every seed is done, the script aggregates (unless ``--noaggregate``), as
+the difficulty spec in the seeds' ``summary.json`` says:
+``DIR/fig4.png`` (:func:`lazy_hasty.plots.plot_seed_bands`: one panel per
+group of the spec's panels, against its progress measure) and
+``DIR/seeds_summary.json`` (each seed's ``summary.json``, the spec, and the
+mean, min and max over seeds of each of the spec's statistics).
 
 ``--print_commands`` prints one self-contained shell command per pending seed
 (absolute paths) and exits without running anything.
@@ -42,16 +46,15 @@ import os
 import shlex
 import subprocess
 import sys
-import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STATISTICS = ("hastiness", "hard_advantage")   # summary.json keys aggregated over seeds
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from absl import app, flags  # noqa: E402
 
 from lazy_hasty import records  # noqa: E402
+from lazy_hasty.difficulty import DifficultySpec  # noqa: E402
 
 MAIN = os.path.join(ROOT, "main.py")
 
@@ -113,28 +116,6 @@ def seed_command(config: str, workdir: str, seed: int, overrides: list[str]) -> 
             f"--workdir={seed_dir(workdir, seed)}", *overrides]
 
 
-def choose_panels(keys) -> list[tuple[str, str]]:
-    """Fig. 4 panels ``(title, y_key)`` from the record keys present.
-
-    Always test accuracy; then, when ``balanced_test/<group>/accuracy`` keys exist
-    (Fig. 3/4 experiments), one panel per group of the balanced train and test
-    sets; otherwise one per training group other than ``all`` (clean/noisy, deciles).
-    """
-    def groups(split):
-        return sorted({k.split("/")[1] for k in keys
-                       if k.count("/") == 2 and k.startswith(f"{split}/")
-                       and k.endswith("/accuracy")} - {"all"})
-    panels = [("test accuracy", "test/all/accuracy")]
-    if groups("balanced_test"):
-        panels += [(f"balanced train: {g}", f"balanced_train/{g}/accuracy")
-                   for g in groups("balanced_train")]
-        panels += [(f"balanced test: {g}", f"balanced_test/{g}/accuracy")
-                   for g in groups("balanced_test")]
-    else:
-        panels += [(f"train: {g}", f"train/{g}/accuracy") for g in groups("train")]
-    return panels
-
-
 def _stats(values: list) -> dict:
     kept = [float(v) for v in values if v is not None]
     if not kept:
@@ -143,22 +124,39 @@ def _stats(values: list) -> dict:
             "min": min(kept), "max": max(kept)}
 
 
-def aggregate(config: str, workdir: str, seeds: list[int], overrides: list[str]) -> None:
-    """Writes ``seeds_summary.json`` and ``fig4.png`` from the seeds' records."""
-    per_seed = []
+def _read_summaries(workdir: str, seeds: list[int]) -> list[dict | None]:
+    summaries = []
     for k in seeds:
         path = os.path.join(seed_dir(workdir, k), "summary.json")
-        summary = json.load(open(path)) if os.path.exists(path) else None
-        per_seed.append({"seed": k, "workdir": seed_dir(workdir, k), "summary": summary,
-                         **{key: summary.get(key) if summary else None for key in STATISTICS}})
-    out = {"config": config, "overrides": overrides, "seeds": seeds, "per_seed": per_seed,
-           **{key: _stats([s[key] for s in per_seed]) for key in STATISTICS}}
+        summaries.append(json.load(open(path)) if os.path.exists(path) else None)
+    return summaries
+
+
+def aggregate(config: str, workdir: str, seeds: list[int], overrides: list[str]) -> None:
+    """Writes ``seeds_summary.json`` and ``fig4.png`` from the seeds' records and the
+    difficulty spec their ``summary.json`` carries."""
+    summaries = _read_summaries(workdir, seeds)
+    found = [s for s in summaries if s is not None]
+    if not found:
+        print("seeds.py: no seed has a summary.json; nothing to aggregate", file=sys.stderr)
+        return
+    spec = DifficultySpec.from_dict(found[0]["spec"])
+    per_seed = [{"seed": k, "workdir": seed_dir(workdir, k), "summary": summary,
+                 **{key: summary.get(key) if summary else None for key in spec.statistics}}
+                for k, summary in zip(seeds, summaries)]
+    out = {"config": config, "overrides": overrides, "seeds": seeds, "spec": spec.to_dict(),
+           "per_seed": per_seed,
+           **{key: _stats([s[key] for s in per_seed]) for key in spec.statistics}}
     records.write_json(os.path.join(workdir, "seeds_summary.json"), out)
-    for key in STATISTICS:
+    for key in spec.statistics:
         print(f"seeds.py: {key} mean {out[key]['mean']} (min {out[key]['min']}, "
               f"max {out[key]['max']}) over {out[key]['num_seeds']} seed(s)")
     print(f"seeds.py: wrote {os.path.join(workdir, 'seeds_summary.json')}")
+    _draw_fig4(workdir, seeds, spec)
 
+
+def _draw_fig4(workdir: str, seeds: list[int], spec: DifficultySpec) -> None:
+    """Fig. 4: the spec's groups, median and band over seeds, at equal progress."""
     runs = [records.read_jsonl(os.path.join(seed_dir(workdir, k), "metrics.jsonl"))
             for k in seeds
             if os.path.exists(os.path.join(seed_dir(workdir, k), "metrics.jsonl"))]
@@ -167,19 +165,13 @@ def aggregate(config: str, workdir: str, seeds: list[int], overrides: list[str])
         return
     from lazy_hasty import plots                          # matplotlib only when drawing
     regimes = list(dict.fromkeys(r["regime"] for r in runs[0]))
-    keys = {k for r in runs[0] for k in r}
     path = os.path.join(workdir, "fig4.png")
-    fd, tmp = tempfile.mkstemp(dir=workdir, prefix=".tmp-", suffix=".png")
-    os.close(fd)
     try:
-        plots.plot_seed_bands(tmp, runs, regimes=regimes, panels=choose_panels(keys))
-        os.replace(tmp, path)
+        plots.plot_seed_bands(path, runs, regimes=regimes, panels=plots.seed_panels(spec),
+                              x_key=spec.progress_key, decreasing=spec.decreasing)
         print(f"seeds.py: wrote {path}")
     except ValueError as e:                       # e.g. no shared progress range
         print(f"seeds.py: fig4.png not drawn: {e}", file=sys.stderr)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def main(argv):
@@ -197,13 +189,13 @@ def main(argv):
                   file=sys.stderr if FLAGS.print_commands else sys.stdout, flush=True)
     if FLAGS.print_commands:
         for k in pending:
-            print(f"cd {shlex.quote(ROOT)} && "
+            print(f"cd {shlex.quote(os.getcwd())} && "
                   f"{shlex.join(seed_command(config, workdir, k, _OVERRIDES))}")
         return
     for k in pending:
         cmd = seed_command(config, workdir, k, _OVERRIDES)
         print(f"seeds.py: running seed {k}: {shlex.join(cmd)}", flush=True)
-        code = subprocess.run(cmd, cwd=ROOT).returncode
+        code = subprocess.run(cmd).returncode
         if code != 0:
             print(f"seeds.py: error: seed {k} failed with exit code {code} "
                   f"(workdir {seed_dir(workdir, k)}); seeds before it are done, "

@@ -12,24 +12,24 @@ driver stores it), and stops with :class:`NonFiniteLossError` on divergence.
 from __future__ import annotations
 
 import time
-from typing import Callable, NamedTuple, Optional
+from typing import NamedTuple, Optional, Protocol
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from lazy_hasty import regimes as regimes_lib, sharding, train
+from lazy_hasty import regimes as regimes_lib, rng, sharding, train
 from lazy_hasty.evaluation import GroupEvaluator, LinearityProbe
-from lazy_hasty.regimes import ApplyFn, Params, Regime
+from lazy_hasty.data.splits import Split
+from lazy_hasty.regimes import Regime
 from lazy_hasty.schedule import RecordSchedule
-
-OnRecord = Callable[[dict, np.ndarray], None]
+from lazy_hasty.types import ApplyFn, Params
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """The shared, seeded example order of one epoch."""
-    return np.random.default_rng([seed, epoch]).permutation(n)
+    return rng.numpy_rng(seed, epoch).permutation(n)
 
 
 def batch_indices(seed: int, step: int, n: int, batch_size: int) -> np.ndarray:
@@ -83,103 +83,168 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in leaves]))
 
 
-def train_regime(*, apply_fn: ApplyFn, regime: Regime, params0: Params,
-                 x_train: np.ndarray, y_train: np.ndarray, num_steps: int,
-                 batch_size: int, learning_rate: float, momentum: float, seed: int,
-                 evaluator: GroupEvaluator, on_record: OnRecord,
-                 probe: Optional[LinearityProbe] = None, probe_every: int = 5,
-                 ladder_ratio: float = 0.96, optimizer: str = "sgd",
-                 log_every_seconds: float = 30.0,
-                 resume: Optional[Callable[[train.TrainState], Optional[RegimeProgress]]] = None,
-                 checkpoint_every: int = 0,
-                 on_checkpoint: Optional[Callable[[RegimeProgress], None]] = None) -> Params:
-    """Trains ``regime`` for ``num_steps`` SGD steps; returns its trainable params.
+class TrainOptions(NamedTuple):
+    """How one regime is trained: SGD budget, record ladder, probe and checkpoint pace."""
 
-    ``on_record(record, correct)`` receives each record (the metrics JSONL
-    schema) and the per-example correctness over ``evaluator``'s groups.
+    num_steps: int
+    batch_size: int
+    learning_rate: float
+    momentum: float = 0.0
+    seed: int = 0                   # minibatch order (shared by all regimes of a run)
+    ladder_ratio: float = 0.96      # a record each time the loss EMA falls by this ratio
+    probe_every: int = 5            # linearity probe on every k-th record
+    checkpoint_every: int = 0       # steps between checkpoints (0: never)
+    optimizer: str = "sgd"
+    log_every_seconds: float = 30.0
 
-    Checkpointing: every ``checkpoint_every`` steps (0: never) before the last,
-    ``on_checkpoint(progress)`` receives the :class:`RegimeProgress` after the
-    step (its state is checked finite). ``resume(initial_state)``, if given, is
-    called once with the step-0 state (a restore target: structure, dtypes,
-    shardings) and returns the progress to continue from, or None to start at 0.
 
-    Raises :class:`NonFiniteLossError` when the loss (at a step) or the
-    parameters (after it) are not finite; the step's record is written only
-    when its loss is finite.
-    """
-    n = len(y_train)
-    if batch_size > n:
-        raise ValueError(f"batch_size {batch_size} exceeds the {n} training examples")
+class Hooks(Protocol):
+    """What the training loop tells the outside world (the driver's run log)."""
+
+    def record(self, record: dict, correct: np.ndarray) -> None:
+        """A record (the metrics JSONL schema) and the per-example correctness."""
+
+    def resume(self, initial_state: train.TrainState) -> Optional["RegimeProgress"]:
+        """Where to continue from (``initial_state``: a restore target), or None."""
+
+    def checkpoint(self, progress: "RegimeProgress") -> None:
+        """Save ``progress`` (every ``checkpoint_every`` steps, state checked finite)."""
+
+
+class RecordList:
+    """:class:`Hooks` that keep records and correctness in memory (no checkpoints)."""
+
+    def __init__(self):
+        self.records: list[dict] = []
+        self.correct: list[np.ndarray] = []
+
+    def record(self, record: dict, correct: np.ndarray) -> None:
+        self.records.append(record)
+        self.correct.append(correct)
+
+    def resume(self, initial_state: train.TrainState) -> None:
+        return None
+
+    def checkpoint(self, progress: "RegimeProgress") -> None:
+        pass
+
+
+class _Loop(NamedTuple):
+    """The pieces of one regime's loop that stay fixed while it runs."""
+
+    apply_fn: ApplyFn
+    regime: Regime
+    params0: Params
+    options: TrainOptions
+    evaluator: GroupEvaluator
+    hooks: Hooks
+    probe: Optional[LinearityProbe]
+    schedule: RecordSchedule
+    num_examples: int
+
+
+def _compiled_step(apply_fn: ApplyFn, regime: Regime, options: TrainOptions):
+    """The jitted step, its replicated step-0 state maker and the data mesh."""
     mesh = sharding.data_mesh()
-    sharding.check_batch_size(batch_size, mesh)
-    opt = train.regime_optimizer(regime, optimizer, learning_rate, momentum)
+    sharding.check_batch_size(options.batch_size, mesh)
+    opt = train.regime_optimizer(regime, options.optimizer, options.learning_rate,
+                                 options.momentum)
     step_core = train.make_train_step(apply_fn, regime, opt)
 
     def guarded_step(state, params0, *batch):
         new_state, measurements = step_core(state, params0, *batch)
         return new_state, dict(measurements, params_finite=_all_finite(new_state.params))
 
-    step_fn = jax.jit(guarded_step)
+    init = lambda params0: sharding.replicate(train.init_state(regime, params0, opt), mesh)
+    return jax.jit(guarded_step), init, mesh
+
+
+def _finish(loop: _Loop, step: int, state: train.TrainState, measurements: dict,
+            new_state: train.TrainState, num_records: int) -> int:
+    """Host side of ``step``: divergence guard, record, checkpoint; returns the record count."""
+    regime, options, schedule = loop.regime, loop.options, loop.schedule
+    loss, finite = jax.device_get((measurements["train_loss"], measurements["params_finite"]))
+    loss = float(loss)                                # measured at state.params (step)
+    if not np.isfinite(loss):
+        raise NonFiniteLossError(regime, step, "training loss", loss)
+    if schedule.should_record(step, loss):
+        per_loss, correct = loop.evaluator.per_example(loop.apply_fn, regime, loop.params0,
+                                                       state.params)
+        record = {"step": step, "regime": regime.name,
+                  "epoch": step * options.batch_size // loop.num_examples,
+                  "batch_loss": loss, "train_loss_ema": schedule.ema_loss,
+                  **loop.evaluator.summarize(per_loss, correct)}
+        record["train_loss"] = record.get("train/all/loss", schedule.ema_loss)
+        if loop.probe is not None and num_records % options.probe_every == 0:
+            record.update(loop.probe(regime.network_params(loop.params0, state.params)))
+        loop.hooks.record(record, correct)
+        num_records += 1
+    if not finite:
+        raise NonFiniteLossError(regime, step + 1, "parameters")
+    if (options.checkpoint_every > 0 and (step + 1) % options.checkpoint_every == 0
+            and step + 1 < options.num_steps):
+        loop.hooks.checkpoint(RegimeProgress(step + 1, new_state, schedule.state_dict(),
+                                             num_records))
+    return num_records
+
+
+def train_regime(apply_fn: ApplyFn, regime: Regime, params0: Params, train_set: Split,
+                 options: TrainOptions, evaluator: GroupEvaluator, hooks: Hooks,
+                 probe: Optional[LinearityProbe] = None) -> Params:
+    """Trains ``regime`` for ``options.num_steps`` SGD steps; returns its trainable params.
+
+    Each record goes to ``hooks.record``; ``hooks.resume`` is asked once where
+    to start; ``hooks.checkpoint`` gets the progress every
+    ``options.checkpoint_every`` steps before the last. Raises
+    :class:`NonFiniteLossError` when the loss (at a step) or the parameters
+    (after it) are not finite; a step's record is written only when its loss is.
+    """
+    n = len(train_set.y)
+    if options.batch_size > n:
+        raise ValueError(f"batch_size {options.batch_size} exceeds the {n} training examples")
+    step_fn, init, mesh = _compiled_step(apply_fn, regime, options)
     params0 = sharding.replicate(params0, mesh)
-    state = sharding.replicate(train.init_state(regime, params0, opt), mesh)
+    state = init(params0)
     f0 = None
     if regime.kind == "rescaled":    # f(params0, x) of the fixed, unaugmented train set
-        f0 = np.asarray(regimes_lib.initial_outputs(apply_fn, params0, x_train))
-    schedule = RecordSchedule(num_steps, ladder_ratio=ladder_ratio)
-    num_records, first_step = 0, 0
-    progress = resume(state) if resume is not None else None
+        f0 = np.asarray(regimes_lib.initial_outputs(apply_fn, params0, train_set.x))
+    loop = _Loop(apply_fn, regime, params0, options, evaluator, hooks, probe,
+                 RecordSchedule(options.num_steps, ladder_ratio=options.ladder_ratio), n)
+    first_step, num_records = 0, 0
+    progress = hooks.resume(state)
     if progress is not None:
         first_step, state, num_records = progress.step, progress.state, progress.num_records
-        schedule.load_state_dict(progress.schedule)
-        logging.info("%s: resuming at step %d/%d", regime.name, first_step, num_steps)
-    start, last_log = time.perf_counter(), time.perf_counter()
-
-    def finish(step, state, measurements, new_state):
-        """Host side of ``step``: divergence guard, record, checkpoint, log."""
-        nonlocal num_records, last_log
-        loss, finite = jax.device_get((measurements["train_loss"],
-                                       measurements["params_finite"]))
-        loss = float(loss)                            # measured at state.params (step)
-        if not np.isfinite(loss):
-            raise NonFiniteLossError(regime, step, "training loss", loss)
-        if schedule.should_record(step, loss):
-            network = regime.network_params(params0, state.params)
-            per_loss, correct = evaluator.per_example(apply_fn, regime, params0, state.params)
-            record = {"step": step, "regime": regime.name, "epoch": step * batch_size // n,
-                      "batch_loss": loss, "train_loss_ema": schedule.ema_loss,
-                      **evaluator.summarize(per_loss, correct)}
-            record["train_loss"] = record.get("train/all/loss", schedule.ema_loss)
-            if probe is not None and num_records % probe_every == 0:
-                record.update(probe(network))
-            on_record(record, correct)
-            num_records += 1
-        if not finite:
-            raise NonFiniteLossError(regime, step + 1, "parameters")
-        if (on_checkpoint is not None and checkpoint_every > 0
-                and (step + 1) % checkpoint_every == 0 and step + 1 < num_steps):
-            on_checkpoint(RegimeProgress(step + 1, new_state, schedule.state_dict(),
-                                         num_records))
-        now = time.perf_counter()
-        if now - last_log > log_every_seconds:
-            rate = (step + 1 - first_step) / (now - start)
-            logging.info("%s: step %d/%d, loss %.4f, %.1f steps/s, ETA %.0fs", regime.name,
-                         step + 1, num_steps, schedule.ema_loss, rate,
-                         (num_steps - step - 1) / rate)
-            last_log = now
-
+        loop.schedule.load_state_dict(progress.schedule)
+        logging.info("%s: resuming at step %d/%d", regime.name, first_step, options.num_steps)
+    log = _ProgressLog(regime.name, options, first_step)
     # One step of lag: step k+1 is dispatched before step k's loss is read on the
     # host, so the accelerator never waits for the host between steps. The record
     # of step k still evaluates the state at step k.
     pending = None
-    for step in range(first_step, num_steps):
-        idx = batch_indices(seed, step, n, batch_size)
-        batch = (x_train[idx], y_train[idx]) + (() if f0 is None else (f0[idx],))
+    for step in range(first_step, options.num_steps):
+        idx = batch_indices(options.seed, step, n, options.batch_size)
+        batch = (train_set.x[idx], train_set.y[idx]) + (() if f0 is None else (f0[idx],))
         new_state, measurements = step_fn(state, params0, *sharding.shard_batch(batch, mesh))
         if pending is not None:
-            finish(*pending)
-        pending = (step, state, measurements, new_state)
-        state = new_state
+            num_records = _finish(loop, *pending, num_records)
+            log.step(pending[0], loop.schedule.ema_loss)
+        pending, state = (step, state, measurements, new_state), new_state
     if pending is not None:
-        finish(*pending)
+        _finish(loop, *pending, num_records)
     return state.params
+
+
+class _ProgressLog:
+    """A log line every ``log_every_seconds``: step, loss, speed and time left."""
+
+    def __init__(self, name: str, options: TrainOptions, first_step: int):
+        self.name, self.options, self.first_step = name, options, first_step
+        self.start = self.last = time.perf_counter()
+
+    def step(self, step: int, loss: float) -> None:
+        now, total = time.perf_counter(), self.options.num_steps
+        if now - self.last > self.options.log_every_seconds:
+            rate = (step + 1 - self.first_step) / (now - self.start)
+            logging.info("%s: step %d/%d, loss %.4f, %.1f steps/s, ETA %.0fs", self.name,
+                         step + 1, total, loss, rate, (total - step - 1) / rate)
+            self.last = now

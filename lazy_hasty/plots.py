@@ -20,6 +20,7 @@ from matplotlib.gridspec import GridSpec  # noqa: E402
 from matplotlib.patches import Circle  # noqa: E402
 
 from lazy_hasty import progress, records  # noqa: E402
+from lazy_hasty.difficulty import DifficultySpec  # noqa: E402
 from lazy_hasty.data.yinyang import DISK_CENTRES, DISK_RADIUS  # noqa: E402
 
 DELTA_CMAP = "RdYlGn_r"
@@ -225,55 +226,41 @@ def _regime_curve(records: Sequence[Mapping], regime: str, x_key: str, y_key: st
     return grid, progress.at_progress(x, y, grid, decreasing=decreasing)
 
 
-def _difficulty_panels(records: Sequence[Mapping], difficulty: str):
-    """Progress key, direction, axis label and ``(title, groups, colours)`` panels."""
-    if difficulty == "cscores":
-        groups = [f"train/decile_{k}" for k in range(10)]
-        return "train_loss", True, "mean training loss", [
-            ("training accuracy per C-score decile", groups,
-             plt.cm.viridis(np.linspace(0, 0.95, len(groups))))]
-    if difficulty == "spurious":             # paper Fig. 3: test, balanced train, balanced test
-        panels = [("test accuracy", ["test/all"], ["tab:blue"])]
-        for split in ("balanced_train", "balanced_test"):
-            groups = sorted({k.rsplit("/", 1)[0] for k in records[0]
-                             if k.startswith(split + "/") and k.endswith("/accuracy")})
-            panels.append((split.replace("_", " ") + " accuracy", groups,
-                           ["tab:green", "tab:red"][:len(groups)]))
-        return "train_loss", True, "mean training loss", panels
-    return "train/clean/accuracy", False, "clean-example accuracy", [
-        ("accuracy per group at equal progress", ["train/clean", "train/noisy", "test/all"],
-         ["tab:green", "tab:red", "tab:blue"])]
+def _colours(spec: DifficultySpec, groups: Sequence[str]) -> list:
+    """Green for the easy group's name, red for the hard one's, then blue, purple, ...;
+    a colour ramp for many groups (C-score deciles)."""
+    if len(groups) > 4:
+        return list(plt.cm.viridis(np.linspace(0, 0.95, len(groups))))
+    role = {spec.easy.split("/")[1]: "tab:green", spec.hard.split("/")[1]: "tab:red"}
+    others = iter(("tab:blue", "tab:purple", "tab:orange", "tab:brown"))
+    return [role.get(g.split("/")[1]) or next(others) for g in groups]
 
 
 def plot_difficulty(path: str, records: Sequence[Mapping], *, regimes: Sequence[str],
-                    difficulty: str, dpi: int = 110) -> None:
-    """Figs. 2 and 3 from records: per-group accuracy vs progress, then linearity.
-
-    ``difficulty="cscores"``: training accuracy of each C-score decile against the
-    mean training loss (axis reversed: progress goes right). ``"noise"``: clean,
-    noisy (w.r.t. the noisy label) and test accuracy against clean accuracy.
-    ``"spurious"`` (Fig. 3): test accuracy, and each group's accuracy on the
-    balanced train and on the balanced test set, against the mean training loss.
-    Solid line: first regime; dashed: second (and so on).
+                    spec: DifficultySpec, dpi: int = 110) -> None:
+    """Figs. 2 and 3 from records: the spec's panels of group accuracy against the
+    spec's progress measure (axis reversed when it decreases: progress goes
+    right), then the linearity metrics. Solid line: first regime; dashed: second.
     """
-    x_key, decreasing, xlabel, panels = _difficulty_panels(records, difficulty)
+    x_key, decreasing, xlabel = spec.progress_key, spec.decreasing, spec.progress_label
+    panels = spec.figure_panels()
     widths = [2.4 if len(panels) == 1 else 1.4] * len(panels)
     fig = plt.figure(figsize=(12 + 2.5 * (len(panels) - 1), 4.2), layout="constrained")
     gs = GridSpec(1, len(panels) + 1 + len(LINEARITY_METRICS), figure=fig,
                   width_ratios=widths + [0.2] + [1] * len(LINEARITY_METRICS))
     styles = ", ".join(f"{s} {pretty_name(r)}" for r, s in zip(regimes, REGIME_STYLES))
-    for i, (title, groups, colours) in enumerate(panels):
+    for i, panel in enumerate(panels):
         ax = fig.add_subplot(gs[0, i])
         for regime, style in zip(regimes, REGIME_STYLES):
-            for group, colour in zip(groups, colours):
+            for group, colour in zip(panel.groups, _colours(spec, panel.groups)):
                 x, y = _regime_curve(records, regime, x_key, f"{group}/accuracy", decreasing)
                 name = "test" if group.startswith("test/") else group.split("/", 1)[1]
                 ax.plot(x, y, style, color=colour, lw=1.3,
                         label=name if regime == regimes[0] else None)
         if decreasing:
             ax.invert_xaxis()
-        ax.set(xlabel=xlabel, ylabel="accuracy", title=f"{title}\n{styles}")
-        ax.legend(fontsize=7, ncol=2 if len(groups) > 5 else 1)
+        ax.set(xlabel=xlabel, ylabel="accuracy", title=f"{panel.title}\n{styles}")
+        ax.legend(fontsize=7, ncol=2 if len(panel.groups) > 5 else 1)
     for i, metric in enumerate(LINEARITY_METRICS):
         ax = fig.add_subplot(gs[0, len(panels) + 1 + i])
         for regime, style in zip(regimes, REGIME_STYLES):
@@ -286,6 +273,13 @@ def plot_difficulty(path: str, records: Sequence[Mapping], *, regimes: Sequence[
             ax.legend(fontsize=7)
     save_figure(fig, path, dpi)
     plt.close(fig)
+
+
+def seed_panels(spec: DifficultySpec) -> list[tuple[str, str]]:
+    """Fig. 4 panels ``(title, record key)``: one per group of the spec's panels."""
+    title = lambda g: "test accuracy" if g == "test/all" else g.replace("_", " ").replace(
+        "/", ": ")
+    return [(title(g), f"{g}/accuracy") for p in spec.figure_panels() for g in p.groups]
 
 
 def seed_grid(runs: Sequence[Sequence[Mapping]], *, regimes: Sequence[str],

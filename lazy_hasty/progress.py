@@ -8,8 +8,16 @@ progress grid for per-group curves (image experiments).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 import jax.numpy as jnp
+
+from lazy_hasty.difficulty import DifficultySpec
+
+
+class NoCommonProgressError(ValueError):
+    """Two runs share no progress range, so they cannot be compared at equal progress."""
 
 
 def reached(loss, thresholds):
@@ -86,7 +94,7 @@ def common_grid(progress_a: np.ndarray, progress_b: np.ndarray, *, decreasing: b
     else:
         start, end = max(a[0], b[0]), min(a.max(), b.max())
     if (end >= start) if decreasing else (end <= start):
-        raise ValueError("the two runs share no progress range; train them longer")
+        raise NoCommonProgressError("the two runs share no progress range; train them longer")
     return np.linspace(start, end, num)
 
 
@@ -171,3 +179,58 @@ def bootstrap_hard_advantage(progress_nl: np.ndarray, correct_nl: np.ndarray,
                                           decreasing=decreasing)
     return _bootstrap(stat, correct_nl, correct_lin, [hard],
                       num_resamples=num_resamples, seed=seed, level=level)
+
+
+def _progress_curves(records: Sequence[Mapping], key: str, regimes: Sequence[str]) -> dict:
+    return {r: np.array([rec[key] for rec in records if rec["regime"] == r]) for r in regimes}
+
+
+def compare_regimes(records: Sequence[Mapping], correct: Mapping[str, np.ndarray],
+                    slices: Mapping[str, slice], spec: DifficultySpec, nonlinear: str,
+                    linear: str, seed: int) -> dict:
+    """The spec's statistics of ``nonlinear`` over ``linear``, with bootstrap intervals.
+
+    ``correct[regime]`` is the (records, examples) correctness over all groups;
+    ``slices[group]`` is where a group's examples sit in it. Raises
+    :class:`NoCommonProgressError` (naming the regimes) when they share no progress range.
+    """
+    prog = _progress_curves(records, spec.progress_key, (nonlinear, linear))
+    e, h = slices[spec.easy], slices[spec.hard]
+    easy_idx, hard_idx = np.arange(e.start, e.stop), np.arange(h.start, h.stop)
+    curves = (prog[nonlinear], correct[nonlinear], prog[linear], correct[linear])
+    out = {}
+    try:
+        if "hastiness" in spec.statistics:
+            out["hastiness"], out["hastiness_interval"] = bootstrap_hastiness(
+                *curves, easy_idx, hard_idx, decreasing=spec.decreasing, seed=seed)
+            means = {r: (correct[r][:, easy_idx].mean(1), correct[r][:, hard_idx].mean(1))
+                     for r in (nonlinear, linear)}
+            diff = gap_difference(prog[nonlinear], *means[nonlinear], prog[linear],
+                                  *means[linear], decreasing=spec.decreasing)
+            out["fraction_hastier"] = float(np.mean(diff[np.isfinite(diff)] > 0))
+        if "hard_advantage" in spec.statistics:
+            out["hard_advantage"], out["hard_advantage_interval"] = bootstrap_hard_advantage(
+                *curves, hard_idx, decreasing=spec.decreasing, seed=seed)
+    except NoCommonProgressError:
+        raise NoCommonProgressError(
+            f"regimes {nonlinear} and {linear} share no range of {spec.progress_key!r}, so "
+            "they cannot be compared at equal progress; train them longer (num_epochs)"
+            ) from None
+    return out
+
+
+def summarize(records: Sequence[Mapping], correct: Mapping[str, np.ndarray],
+              slices: Mapping[str, slice], spec: DifficultySpec, compare: Sequence[str],
+              regimes: Sequence[str], seed: int) -> dict:
+    """``summary.json``: the spec's statistics of ``compare[0]`` (and of every other
+    regime) over ``compare[1]``, and the spec itself."""
+    nonlinear, linear = compare
+    summary = {"nonlinear": nonlinear, "linear": linear, "easy_group": spec.easy,
+               "hard_group": spec.hard, "progress": spec.progress_key,
+               "interval": "95% bootstrap over the examples of the two groups",
+               "spec": spec.to_dict(),
+               **compare_regimes(records, correct, slices, spec, nonlinear, linear, seed)}
+    summary["by_regime"] = {
+        r: compare_regimes(records, correct, slices, spec, r, linear, seed)
+        for r in regimes if r not in (linear, nonlinear)}
+    return summary

@@ -43,16 +43,27 @@ class RunLog:
         self.correct: list[list[np.ndarray]] = [[] for _ in names]
         self.hash = hashlib.sha256()
         self.regime_index, self.meta, self.last = 0, None, None
+        self.current = 0
 
-    def record(self, regime_index, record, ok) -> None:
+    def begin(self, regime_index: int) -> "RunLog":
+        """Makes regime ``regime_index`` the one the training loop reports to."""
+        self.current = regime_index
+        return self
+
+    def record(self, record: dict, correct: np.ndarray) -> None:
+        """:class:`lazy_hasty.minibatch.Hooks`: streams a record of the current regime."""
         line = records.jsonl_line(record)
         if self.writer:
             records.append_line(self.path, line)
         self.hash.update(line.encode("utf-8"))
         self.records.append(json.loads(line))
-        self.correct[regime_index].append(ok.astype(np.uint8))
+        self.correct[self.current].append(correct.astype(np.uint8))
 
-    def save(self, regime_index, progress) -> None:
+    def checkpoint(self, progress: minibatch.RegimeProgress) -> None:
+        """:class:`lazy_hasty.minibatch.Hooks`: checkpoints the current regime mid-way."""
+        self.save(self.current, progress)
+
+    def save(self, regime_index: int, progress: minibatch.RegimeProgress | None) -> None:
         """Checkpoints the run before ``progress.step`` of regime ``regime_index``
         (``progress`` None: before that regime starts)."""
         if not self.saving:
@@ -101,12 +112,13 @@ class RunLog:
                      "dropped%s", self.describe_last(), len(lines), dropped,
                      ", a torn last line repaired" if torn else "")
 
-    def resume(self, regime_index, initial_state):
-        """The progress of regime ``regime_index`` at the restored checkpoint, if mid-regime."""
+    def resume(self, initial_state) -> minibatch.RegimeProgress | None:
+        """:class:`lazy_hasty.minibatch.Hooks`: the current regime's progress at the
+        restored checkpoint, if that is mid-regime."""
         meta = self.meta
-        if meta is None or meta["regime_index"] != regime_index or meta["step"] == 0:
+        if meta is None or meta["regime_index"] != self.current or meta["step"] == 0:
             return None
-        global_step = self.offsets[regime_index] + meta["step"]
+        global_step = self.offsets[self.current] + meta["step"]
         state = self.checkpointer.restore(global_step, state=initial_state)["state"]
         return minibatch.RegimeProgress(meta["step"], state, meta["schedule"],
                                         meta["num_records"])

@@ -1,0 +1,83 @@
+"""Every check of an example-difficulty config, in one place.
+
+:func:`check_config` runs before anything is loaded or written (it also
+resolves ``config.dataset``, so a bad ``module:function`` fails first);
+:func:`check_against_data` runs once the training set's size is known, still
+before any training or file.
+"""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+
+from configs import difficulty_base
+from experiments import common
+from lazy_hasty import datasets, regimes, sharding
+
+POSITIVE_KEYS = ("batch_size", "learning_rate", "probe_every", "eval_batch_size",
+                 "checkpoints_to_keep")
+NON_NEGATIVE_KEYS = ("group_size", "test_size", "checkpoint_every_steps", "distractors")
+
+
+def _check_ranges(config: ml_collections.ConfigDict) -> None:
+    for key in POSITIVE_KEYS:
+        if not config[key] > 0:
+            raise ValueError(f"{key} must be > 0, got {config[key]!r}")
+    for key in NON_NEGATIVE_KEYS:
+        if config[key] < 0:
+            raise ValueError(f"{key} must be >= 0, got {config[key]!r}")
+    if not 0 <= config.momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {config.momentum!r}")
+    if not 0 < config.ladder_ratio < 1:
+        raise ValueError(f"ladder_ratio must be in (0, 1), got {config.ladder_ratio!r}: each "
+                         "record rung is the previous training loss times this ratio")
+
+
+def _check_weights(config: ml_collections.ConfigDict) -> None:
+    if config.dataset == "waterbirds" and not config.pretrained:
+        raise ValueError("waterbirds starts from an ImageNet-pretrained ResNet18: pass "
+                         "--config.pretrained=<torchvision resnet18 state dict .npz/.pth> "
+                         "(convert once with scripts/convert_torchvision_resnet18.py)")
+    if config.pretrained and not os.path.isfile(config.pretrained):
+        raise ValueError(f"pretrained weights file {config.pretrained!r} not found; pass a "
+                         "torchvision resnet18 state dict (.npz, or .pth with torch installed)")
+
+
+def check_config(config: ml_collections.ConfigDict) -> list[regimes.Regime]:
+    """All checks that need no data; returns the parsed regimes."""
+    common.check_keys(config, difficulty_base.get_config())
+    datasets.resolve(config.dataset)
+    _check_weights(config)
+    _check_ranges(config)
+    parsed = [regimes.parse_regime(r) for r in config.regimes]
+    names = [p.name for p in parsed]
+    if len(set(names)) != len(parsed):
+        raise ValueError(f"regimes {tuple(config.regimes)} name a regime twice")
+    if any(not e > 0 for e in config.num_epochs):
+        raise ValueError(f"num_epochs {tuple(config.num_epochs)} must all be > 0")
+    if len(config.num_epochs) != len(parsed):
+        raise ValueError(f"num_epochs {tuple(config.num_epochs)} needs one entry per regime "
+                         f"{tuple(config.regimes)}")
+    if len(config.compare) != 2 or any(r not in names for r in config.compare):
+        raise ValueError(f"compare {tuple(config.compare)} must name two of the regimes "
+                         f"{names}")
+    return parsed
+
+
+def check_against_data(config: ml_collections.ConfigDict, num_train: int) -> list[int]:
+    """Checks that need the training-set size; returns each regime's number of steps."""
+    if not 0 < config.probe_size <= num_train:
+        raise ValueError(f"probe_size {config.probe_size} must be in [1, {num_train}] "
+                         "(the number of training examples)")
+    if config.batch_size > num_train:
+        raise ValueError(f"batch_size {config.batch_size} exceeds the {num_train} "
+                         "training examples")
+    sharding.check_batch_size(config.batch_size, sharding.data_mesh())
+    steps_per_epoch = num_train // config.batch_size
+    num_steps = [int(epochs * steps_per_epoch) for epochs in config.num_epochs]
+    if min(num_steps) < 1:
+        raise ValueError(f"num_epochs {tuple(config.num_epochs)} give {num_steps} steps of "
+                         f"{steps_per_epoch} per epoch; every regime needs at least one")
+    return num_steps
