@@ -27,7 +27,7 @@ from absl import logging
 
 from experiments import common, validation
 from lazy_hasty import (checkpoint, datasets, minibatch, models, plots, progress, records,
-                        regimes, rng, run_log)
+                        rng, run_log)
 from lazy_hasty.evaluation import GroupEvaluator, LinearityProbe
 from lazy_hasty.types import ApplyFn, Params
 
@@ -121,17 +121,26 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     finally:
         if checkpointer is not None:
             checkpointer.close()
-    correct = {name: np.stack(rows) for name, rows in zip(names, log.correct)}
-    slices = {name: setup.evaluator.slice(name) for name in setup.evaluator.names}
-    summary = progress.summarize(log.records, correct, slices, data.spec,
-                                 tuple(config.compare), names, config.seed)
-    if writer:
-        records.write_npz(paths["per_example.npz"],
-                          group_names=np.array(setup.evaluator.names),
-                          group_bounds=setup.evaluator.bounds,
-                          **{f"correct_{k}": v for k, v in correct.items()})
-        records.write_json(paths["summary.json"], summary)
-        plots.plot_difficulty(paths[figure], log.records, regimes=names, spec=data.spec)
-    logging.info("%s vs %s: %s", *config.compare,
-                 {k: summary.get(k) for k in data.spec.statistics})
+    write_outputs(paths, figure, log, names, setup.evaluator, data.spec, config, writer)
     return paths
+
+
+def write_outputs(paths: dict, figure: str, log: run_log.RunLog, names: list[str],
+                  evaluator: GroupEvaluator, spec, config, writer: bool) -> None:
+    """``per_example.npz``, the figure and ``summary.json`` (process 0 only).
+
+    Regimes that share no progress range leave no summary: the error names the
+    fix, after the records and the figure are written.
+    """
+    correct = {name: np.stack(rows) for name, rows in zip(names, log.correct)}
+    if writer:
+        records.write_npz(paths["per_example.npz"], group_names=np.array(evaluator.names),
+                          group_bounds=evaluator.bounds,
+                          **{f"correct_{k}": v for k, v in correct.items()})
+        plots.plot_difficulty(paths[figure], log.records, regimes=names, spec=spec)
+    slices = {name: evaluator.slice(name) for name in evaluator.names}
+    summary = progress.summarize(log.records, correct, slices, spec, tuple(config.compare),
+                                 names, config.seed)
+    if writer:
+        records.write_json(paths["summary.json"], summary)
+    logging.info("%s vs %s: %s", *config.compare, {k: summary.get(k) for k in spec.statistics})

@@ -15,6 +15,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from lazy_hasty import linearity, losses, minibatch, models, ntk, regimes, sharding
+from lazy_hasty.data.splits import Split
 from lazy_hasty.evaluation import GroupEvaluator, LinearityProbe
 from lazy_hasty.schedule import RecordSchedule
 
@@ -67,13 +68,12 @@ def _train(regime_name, lr=0.5, momentum=0.0, probe=True, eval_batch_size=32):
     regime = regimes.parse_regime(regime_name)
     evaluator = GroupEvaluator(groups, batch_size=eval_batch_size)
     probe_obj = LinearityProbe(module, state, params0, x[:5]) if probe else None
-    recs, corrects = [], []
-    final = minibatch.train_regime(
-        apply_fn=apply_fn, regime=regime, params0=params0, x_train=x, y_train=y,
-        num_steps=STEPS, batch_size=BATCH, learning_rate=lr, momentum=momentum, seed=SEED,
-        evaluator=evaluator, on_record=lambda r, c: (recs.append(r), corrects.append(c)),
-        probe=probe_obj, probe_every=2)
-    return dict(final=final, records=recs, correct=corrects, params0=params0,
+    hooks = minibatch.RecordList()
+    options = minibatch.TrainOptions(num_steps=STEPS, batch_size=BATCH, learning_rate=lr,
+                                     momentum=momentum, seed=SEED, probe_every=2)
+    final = minibatch.train_regime(apply_fn, regime, params0, Split(x, y), options, evaluator,
+                                   hooks, probe_obj)
+    return dict(final=final, records=hooks.records, correct=hooks.correct, params0=params0,
                 apply_fn=apply_fn, regime=regime, x=x, y=y, groups=groups,
                 evaluator=evaluator)
 
@@ -212,28 +212,25 @@ def test_non_finite_inputs_raise_naming_regime_and_step():
     apply_fn = models.make_apply_fn(module, state)
     x_bad = x.copy()
     x_bad[:] = np.inf
-    recs = []
+    hooks = minibatch.RecordList()
     with pytest.raises(minibatch.NonFiniteLossError, match=r"alpha=1 at step 0"):
-        minibatch.train_regime(
-            apply_fn=apply_fn, regime=regimes.parse_regime("alpha=1"), params0=params0,
-            x_train=x_bad, y_train=y, num_steps=5, batch_size=BATCH, learning_rate=0.1,
-            momentum=0.0, seed=0, evaluator=GroupEvaluator(groups),
-            on_record=lambda r, c: recs.append(r))
-    assert recs == []
+        minibatch.train_regime(apply_fn, regimes.parse_regime("alpha=1"), params0,
+                               Split(x_bad, y), minibatch.TrainOptions(5, BATCH, 0.1),
+                               GroupEvaluator(groups), hooks)
+    assert hooks.records == []
 
 
 def test_divergence_raises_non_finite_loss_error():
     module, state, params0, x, y, groups = _problem()
     apply_fn = models.make_apply_fn(module, state)
-    recs = []
+    hooks = minibatch.RecordList()
+    recs = hooks.records
     with pytest.raises(minibatch.NonFiniteLossError,
                        match=r"non-finite (training loss|parameters).* in regime plain at "
                              r"step \d+") as info:
-        minibatch.train_regime(
-            apply_fn=apply_fn, regime=regimes.parse_regime("plain"), params0=params0,
-            x_train=x, y_train=y, num_steps=STEPS, batch_size=BATCH, learning_rate=1e30,
-            momentum=0.0, seed=0, evaluator=GroupEvaluator(groups),
-            on_record=lambda r, c: recs.append(r))
+        minibatch.train_regime(apply_fn, regimes.parse_regime("plain"), params0, Split(x, y),
+                               minibatch.TrainOptions(STEPS, BATCH, 1e30),
+                               GroupEvaluator(groups), hooks)
     assert info.value.regime == "plain" and info.value.alpha is None
     assert all(r["step"] < info.value.step for r in recs)       # nothing recorded from there
     assert all(np.isfinite(r["batch_loss"]) for r in recs)
@@ -243,11 +240,10 @@ def test_divergence_raises_non_finite_loss_error():
 def test_batch_size_errors():
     module, state, params0, x, y, groups = _problem()
     with pytest.raises(ValueError, match="exceeds the 64 training examples"):
-        minibatch.train_regime(
-            apply_fn=models.make_apply_fn(module, state), regime=regimes.parse_regime("plain"),
-            params0=params0, x_train=x, y_train=y, num_steps=1, batch_size=65,
-            learning_rate=0.1, momentum=0.0, seed=0, evaluator=GroupEvaluator(groups),
-            on_record=lambda r, c: None)
+        minibatch.train_regime(models.make_apply_fn(module, state),
+                               regimes.parse_regime("plain"), params0, Split(x, y),
+                               minibatch.TrainOptions(1, 65, 0.1), GroupEvaluator(groups),
+                               minibatch.RecordList())
     fake_mesh = types.SimpleNamespace(size=4)
     sharding.check_batch_size(8, fake_mesh)
     with pytest.raises(ValueError, match="batch_size 6 is not divisible by the 4 devices"):
@@ -272,11 +268,10 @@ def _dp_main():
         out["check_error"] = str(err)
     module, state, params0, x, y, groups = _problem()
     try:
-        minibatch.train_regime(
-            apply_fn=models.make_apply_fn(module, state), regime=regimes.parse_regime("plain"),
-            params0=params0, x_train=x, y_train=y, num_steps=1, batch_size=6,
-            learning_rate=0.1, momentum=0.0, seed=0, evaluator=GroupEvaluator(groups),
-            on_record=lambda r, c: None)
+        minibatch.train_regime(models.make_apply_fn(module, state),
+                               regimes.parse_regime("plain"), params0, Split(x, y),
+                               minibatch.TrainOptions(1, 6, 0.1), GroupEvaluator(groups),
+                               minibatch.RecordList())
         out["train_error"] = None
     except ValueError as err:
         out["train_error"] = str(err)

@@ -20,6 +20,7 @@ from jax.flatten_util import ravel_pytree
 from configs import digits_noise_tiny
 from experiments import common, difficulty
 from lazy_hasty import checkpoint, minibatch, models, records, regimes, train
+from lazy_hasty.data.splits import Split
 from lazy_hasty.evaluation import GroupEvaluator
 from lazy_hasty.schedule import RecordSchedule
 
@@ -375,6 +376,20 @@ def test_schedule_state_round_trip_continues_exactly():
         != want[133:]
 
 
+class _Hooks(minibatch.RecordList):
+    """Records in memory, checkpoints in a list, resume from a given function."""
+
+    def __init__(self, resume=None):
+        super().__init__()
+        self.saved, self._resume = [], resume
+
+    def checkpoint(self, progress):
+        self.saved.append(progress)
+
+    def resume(self, initial_state):
+        return None if self._resume is None else self._resume(initial_state)
+
+
 def test_train_regime_resumes_bit_identically_through_orbax(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(48, 4)).astype(np.float32)
@@ -383,14 +398,14 @@ def test_train_regime_resumes_bit_identically_through_orbax(tmp_path):
     params0, mstate = models.init_model(module, jax.random.PRNGKey(1), x[:1])
     apply_fn = models.make_apply_fn(module, mstate)
     evaluator = GroupEvaluator({"train/all": (x, y)})
-    kwargs = dict(apply_fn=apply_fn, regime=regimes.parse_regime("alpha=1"), params0=params0,
-                  x_train=x, y_train=y, num_steps=24, batch_size=8, learning_rate=0.5,
-                  momentum=0.9, seed=4, evaluator=evaluator, checkpoint_every=10)
-    whole, saved = [], []
-    final = minibatch.train_regime(on_record=lambda r, c: whole.append(r),
-                                   on_checkpoint=saved.append, **kwargs)
-    assert [p.step for p in saved] == [10, 20]
-    progress = saved[0]
+    options = minibatch.TrainOptions(num_steps=24, batch_size=8, learning_rate=0.5,
+                                     momentum=0.9, seed=4, checkpoint_every=10)
+    args = (apply_fn, regimes.parse_regime("alpha=1"), params0, Split(x, y), options,
+            evaluator)
+    whole = _Hooks()
+    final = minibatch.train_regime(*args, whole)
+    assert [p.step for p in whole.saved] == [10, 20]
+    progress = whole.saved[0]
     with checkpoint.Checkpointer(str(tmp_path / "ck"), async_save=False) as ck:
         ck.save(progress.step, {}, state=progress.state)
 
@@ -398,10 +413,10 @@ def test_train_regime_resumes_bit_identically_through_orbax(tmp_path):
             state = ck.restore(progress.step, state=initial)["state"]
             return progress._replace(state=state)
 
-        rest = []
-        final2 = minibatch.train_regime(on_record=lambda r, c: rest.append(r), resume=resume,
-                                        **kwargs)
-    assert rest == whole[progress.num_records:] and rest[0]["step"] >= 10
+        rest = _Hooks(resume)
+        final2 = minibatch.train_regime(*args, rest)
+    assert rest.records == whole.records[progress.num_records:]
+    assert rest.records[0]["step"] >= 10
     np.testing.assert_array_equal(ravel_pytree(final2)[0], ravel_pytree(final)[0])
 
 
@@ -411,16 +426,15 @@ def test_non_finite_parameters_stop_before_the_next_record():
     module = models.get_model("mlp", features=(8,), num_outputs=2)
     params0, mstate = models.init_model(module, jax.random.PRNGKey(0), x[:1])
     apply_fn = models.make_apply_fn(module, mstate)
-    recs, saved = [], []
+    hooks = _Hooks()
     # lr = inf: the step-0 loss is finite, the parameters after it are not.
     with pytest.raises(minibatch.NonFiniteLossError,
                        match=r"non-finite parameters in regime alpha=2 at step 1 "
                              r"\(alpha = 2\)") as info:
         minibatch.train_regime(
-            apply_fn=apply_fn, regime=regimes.parse_regime("alpha=2"), params0=params0,
-            x_train=x, y_train=y, num_steps=6, batch_size=8, learning_rate=float("inf"),
-            momentum=0.0, seed=0, evaluator=GroupEvaluator({"train/all": (x, y)}),
-            on_record=lambda r, c: recs.append(r), checkpoint_every=1,
-            on_checkpoint=saved.append)
+            apply_fn, regimes.parse_regime("alpha=2"), params0, Split(x, y),
+            minibatch.TrainOptions(num_steps=6, batch_size=8, learning_rate=float("inf"),
+                                   checkpoint_every=1),
+            GroupEvaluator({"train/all": (x, y)}), hooks)
     assert (info.value.regime, info.value.alpha, info.value.step) == ("alpha=2", 2.0, 1)
-    assert [r["step"] for r in recs] == [0] and saved == []        # no bad checkpoint
+    assert [r["step"] for r in hooks.records] == [0] and hooks.saved == []   # no bad checkpoint

@@ -9,8 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from experiments import seeds
-from lazy_hasty import plots, records
+from lazy_hasty import difficulty, plots, records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "experiments", "seeds.py")
@@ -37,7 +36,7 @@ def test_print_commands_lists_pending_seeds_only(tmp_path):
     assert len(lines) == 3
     for k, line in enumerate(lines):
         argv = shlex.split(line)
-        assert argv[:3] == ["cd", ROOT, "&&"]
+        assert argv[:3] == ["cd", str(tmp_path), "&&"]     # where a module:function is found
         assert argv[3] == sys.executable and argv[4] == os.path.join(ROOT, "main.py")
         assert f"--config.seed={k}" in argv
         assert f"--workdir={work / f'seed_{k}'}" in argv
@@ -97,13 +96,12 @@ def test_run_writes_seeds_figure_and_summary(two_seeds):
             assert entry["seed"] == k and entry[key] == own[key]
             assert entry["summary"] == own
             values.append(own[key])
-        assert summary[key]["values"] == values
-        kept = [v for v in values if v is not None]
-        if kept:
-            assert summary[key]["mean"] == pytest.approx(np.mean(kept))
-            assert summary[key]["min"] == min(kept)
-            assert summary[key]["max"] == max(kept)
+        assert summary[key]["values"] == values and all(np.isfinite(values))
+        assert summary[key]["mean"] == pytest.approx(np.mean(values))
+        assert summary[key]["min"] == min(values) and summary[key]["max"] == max(values)
+        assert summary[key]["num_seeds"] == 2
     assert summary["seeds"] == [0, 1] and summary["overrides"] == [FAST]
+    assert difficulty.DifficultySpec.from_dict(summary["spec"]) == difficulty.label_noise()
 
 
 def test_second_invocation_runs_nothing(two_seeds):
@@ -165,17 +163,16 @@ def test_plot_seed_bands_writes_png(tmp_path):
     assert path.read_bytes()[:8] == PNG_MAGIC
 
 
-def test_choose_panels():
-    noise = {"train_loss", "test/all/accuracy", "train/all/accuracy", "train/clean/accuracy",
-             "train/noisy/accuracy", "train/noisy/loss", "heldout/all/accuracy"}
-    assert seeds.choose_panels(noise) == [("test accuracy", "test/all/accuracy"),
-                                          ("train: clean", "train/clean/accuracy"),
-                                          ("train: noisy", "train/noisy/accuracy")]
-    balanced = noise | {f"balanced_{s}/{g}/accuracy" for s in ("train", "test")
-                        for g in ("majority", "minority")}
-    assert seeds.choose_panels(balanced) == [
+def test_seed_panels_follow_the_spec():
+    assert plots.seed_panels(difficulty.label_noise()) == [
+        ("train: clean", "train/clean/accuracy"), ("train: noisy", "train/noisy/accuracy"),
+        ("test accuracy", "test/all/accuracy")]
+    assert plots.seed_panels(difficulty.spurious("majority", "minority")) == [
         ("test accuracy", "test/all/accuracy"),
         ("balanced train: majority", "balanced_train/majority/accuracy"),
         ("balanced train: minority", "balanced_train/minority/accuracy"),
         ("balanced test: majority", "balanced_test/majority/accuracy"),
         ("balanced test: minority", "balanced_test/minority/accuracy")]
+    own = difficulty.DifficultySpec("mine", easy="train/a", hard="heldout/b_c")
+    assert plots.seed_panels(own) == [("train: a", "train/a/accuracy"),
+                                      ("heldout: b c", "heldout/b_c/accuracy")]

@@ -1,0 +1,110 @@
+"""Shared assertions on an example-difficulty run (records, per-example arrays, summary),
+used by the driver tests of every dataset."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from experiments import difficulty
+from lazy_hasty import progress, records
+
+FILES = ("config.json", "metrics.jsonl", "per_example.npz", "summary.json", "fig2.png")
+PROBE_KEYS = ("sign_similarity", "ntk_alignment", "representation_alignment")
+
+
+def run(config, workdir):
+    difficulty.run(config, str(workdir))
+    return {"config": config, "dir": str(workdir),
+            "records": records.read_jsonl(os.path.join(workdir, "metrics.jsonl")),
+            "npz": dict(np.load(os.path.join(workdir, "per_example.npz"), allow_pickle=False)),
+            "summary": json.load(open(os.path.join(workdir, "summary.json")))}
+
+
+def check_files(run):
+    for name in FILES:
+        assert os.path.getsize(os.path.join(run["dir"], name)) > 0, name
+    with open(os.path.join(run["dir"], "fig2.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    with open(os.path.join(run["dir"], "config.json")) as f:
+        assert json.load(f) == json.loads(json.dumps(run["config"].to_dict()))
+
+
+def regimes(run):
+    return set(run["config"].regimes)
+
+
+def check_records(run, group_keys):
+    recs = run["records"]
+    assert {r["regime"] for r in recs} == regimes(run)
+    for r in recs:
+        assert isinstance(r["step"], int) and r["step"] >= 0
+        assert isinstance(r["train_loss"], float) and np.isfinite(r["train_loss"])
+        missing = [k for k in group_keys if k not in r]
+        assert not missing, missing
+        for k in group_keys:
+            if k.endswith("/accuracy"):
+                assert 0.0 <= r[k] <= 1.0
+        assert r["train_loss"] == r["train/all/loss"]
+    for regime in regimes(run):
+        mine = [r for r in recs if r["regime"] == regime]
+        steps = [r["step"] for r in mine]
+        assert steps == sorted(set(steps)) and steps[0] == 0
+        with_probe = [r for r in mine if PROBE_KEYS[0] in r]
+        every = run["config"].probe_every
+        assert [i for i, r in enumerate(mine) if all(k in r for k in PROBE_KEYS)] == \
+            list(range(0, len(mine), every))
+        assert len(with_probe) == len(range(0, len(mine), every))
+        for r in with_probe:
+            for k in PROBE_KEYS:
+                assert -1e-5 <= r[k] <= 1 + 1e-5, (k, r[k])
+        for k in PROBE_KEYS:               # the first record is at params0
+            assert mine[0][k] == pytest.approx(1.0, abs=1e-5)
+
+
+def check_per_example(run):
+    npz, recs = run["npz"], run["records"]
+    names = [str(n) for n in npz["group_names"]]
+    bounds = npz["group_bounds"]
+    assert bounds[0] == 0 and np.all(np.diff(bounds) > 0)
+    for regime in regimes(run):
+        correct = npz[f"correct_{regime}"]
+        mine = [r for r in recs if r["regime"] == regime]
+        assert correct.shape == (len(mine), bounds[-1])
+        assert set(np.unique(correct)) <= {0, 1}
+        for row, rec in zip(correct, mine):      # group accuracies from the same arrays
+            for i, name in enumerate(names):
+                assert rec[f"{name}/accuracy"] == pytest.approx(
+                    row[bounds[i]:bounds[i + 1]].mean(), abs=1e-6), name
+    return names, bounds
+
+
+def check_summary(run, easy, hard, progress_key, decreasing):
+    """summary.json against the statistics recomputed from the records and per-example
+    arrays; hastiness and the hard advantage must both be there."""
+    summary, npz = run["summary"], run["npz"]
+    assert (summary["nonlinear"], summary["linear"]) == tuple(run["config"].compare)
+    assert summary["easy_group"] == easy and summary["hard_group"] == hard
+    assert summary["spec"]["easy"] == easy and summary["spec"]["hard"] == hard
+    assert (summary["spec"]["progress_key"], summary["spec"]["decreasing"]) == (progress_key,
+                                                                                decreasing)
+    names, bounds = [str(n) for n in npz["group_names"]], npz["group_bounds"]
+    idx = lambda g: np.arange(bounds[names.index(g)], bounds[names.index(g) + 1])
+    prog = {r: np.array([rec[progress_key] for rec in run["records"] if rec["regime"] == r])
+            for r in regimes(run)}
+    nl, lin = run["config"].compare
+    curves = (prog[nl], npz[f"correct_{nl}"], prog[lin], npz[f"correct_{lin}"])
+    seed = run["config"].seed
+    value, interval = progress.bootstrap_hastiness(*curves, idx(easy), idx(hard),
+                                                   decreasing=decreasing, seed=seed)
+    assert summary["hastiness"] == pytest.approx(value, abs=1e-12)
+    assert summary["hastiness_interval"] == pytest.approx(list(interval), abs=1e-12)
+    value, interval = progress.bootstrap_hard_advantage(*curves, idx(hard),
+                                                        decreasing=decreasing, seed=seed)
+    assert summary["hard_advantage"] == pytest.approx(value, abs=1e-12)
+    assert summary["hard_advantage_interval"] == pytest.approx(list(interval), abs=1e-12)
+    for key in ("hastiness", "hard_advantage"):
+        lo, hi = summary[f"{key}_interval"]
+        assert lo <= summary[key] <= hi and -1 <= summary[key] <= 1
+    assert 0 <= summary["fraction_hastier"] <= 1
