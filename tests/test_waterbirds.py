@@ -1,62 +1,21 @@
 """Waterbirds from a miniature release folder, and the shared spurious-data helpers."""
 
-import csv
 import os
 
 import numpy as np
 import pytest
 
-PIL_Image = pytest.importorskip("PIL.Image")
+pytest.importorskip("PIL.Image")
 
-from lazy_hasty.data import spurious
-from lazy_hasty.data.waterbirds import load_waterbirds, read_metadata
-
-# (split, y, place) -> count: 40 train (only 4 waterbirds on land), 8 val, 24 test.
-COUNTS = {
-    (0, 0, 0): 20, (0, 0, 1): 6, (0, 1, 0): 4, (0, 1, 1): 10,
-    (1, 0, 0): 2, (1, 0, 1): 2, (1, 1, 0): 2, (1, 1, 1): 2,
-    (2, 0, 0): 6, (2, 0, 1): 6, (2, 1, 0): 6, (2, 1, 1): 6,
-}
-GRAY_ROW = 5  # saved as a greyscale ("L") image: the loader converts it to RGB
-
-
-def _colour(row: int) -> tuple[int, int, int]:
-    """A distinct constant colour per metadata row; the red channel is the row."""
-    return (row, 255 - row, (row * 37) % 256)
-
-
-def _write_release(root, rows=None) -> list[dict]:
-    """metadata.csv and constant-colour images of varied sizes under bird folders."""
-    if rows is None:
-        triples = [key for key, n in COUNTS.items() for _ in range(n)]
-        order = np.random.default_rng(3).permutation(len(triples))  # mix splits like the release
-        rows = []
-        for row, t in enumerate(order):
-            split, y, place = triples[t]
-            folder = "001.Albatross" if y else "002.Sparrow"
-            name = f"{folder}/bird_{row:03d}.png"
-            rows.append({"img_id": row + 1, "img_filename": name, "y": y, "split": split,
-                         "place": place, "place_filename": "/x/y.jpg"})
-    os.makedirs(root, exist_ok=True)
-    for row, meta in enumerate(rows):
-        path = os.path.join(root, meta["img_filename"])
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        size = (40 + row % 3 * 5, 36 + row % 2 * 8)  # (width, height), not square
-        if row == GRAY_ROW:
-            PIL_Image.new("L", size, row).save(path)
-        else:
-            PIL_Image.new("RGB", size, _colour(row)).save(path)
-    with open(os.path.join(root, "metadata.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return rows
+from fakes import WATERBIRDS_GRAY_ROW, write_waterbirds_release  # noqa: E402
+from lazy_hasty.data import groups, spurious, waterbirds  # noqa: E402
+from lazy_hasty.data.waterbirds import load_waterbirds, read_metadata  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def release(tmp_path_factory):
     root = tmp_path_factory.mktemp("waterbirds")
-    return str(root), _write_release(str(root))
+    return str(root), write_waterbirds_release(str(root))
 
 
 def _rows_of(x: np.ndarray) -> np.ndarray:
@@ -95,8 +54,8 @@ def test_splits_balanced_sets_and_groups(release):
             combos = [(rows[r]["y"], rows[r]["place"]) for r in meta_rows]
             per = len(split) // 4
             assert all(combos.count(c) == per for c in spurious.COMBINATIONS)
-    grey = data.splits[["train", "test"][rows[GRAY_ROW]["split"] == 2]]
-    assert GRAY_ROW in _rows_of(grey.x)
+    grey = data.splits[["train", "test"][rows[WATERBIRDS_GRAY_ROW]["split"] == 2]]
+    assert WATERBIRDS_GRAY_ROW in _rows_of(grey.x)
 
 
 def test_deterministic_and_test_subset(release):
@@ -108,17 +67,34 @@ def test_deterministic_and_test_subset(release):
     assert not np.array_equal(first.splits["balanced_test"].x, other.splits["balanced_test"].x)
     capped = _load(root, seed=4, test_size=10, balanced_train_per_group=3)
     assert len(capped.splits["test"]) == 10 and len(capped.splits["balanced_train"]) == 12
-    assert set(_rows_of(capped.splits["test"].x)) <= set(_rows_of(first.splits["test"].x))
+    # The examples the driver used to draw from the whole test split.
+    np.testing.assert_array_equal(capped.splits["test"].x,
+                                  first.splits["test"].x[groups.all_group(24, 10, 4)["all"]])
     np.testing.assert_array_equal(capped.splits["balanced_test"].x,
                                   first.splits["balanced_test"].x)
 
 
-def test_too_few_for_balanced_sets(release):
+def test_decodes_each_returned_image_once(release, monkeypatch):
+    root, _ = release
+    decoded = []
+    load_image = waterbirds._load_image  # pylint: disable=protected-access
+    monkeypatch.setattr(waterbirds, "_load_image",
+                        lambda path, *args: decoded.append(path) or load_image(path, *args))
+    data = _load(root, test_size=3, balanced_per_group=1)
+    test_rows = set(_rows_of(data.splits["test"].x)) | set(_rows_of(data.splits["balanced_test"].x))
+    assert len(decoded) == len(set(decoded)) == 40 + len(test_rows)  # all train, 3-7 of test
+
+
+def test_too_few_or_bad_sizes(release):
     root, _ = release
     with pytest.raises(ValueError, match="waterbirds on land .*: 4"):
         _load(root, balanced_train_per_group=5)
     with pytest.raises(ValueError, match="test split"):
         _load(root, balanced_per_group=7)
+    with pytest.raises(ValueError, match="balanced_train_per_group must be a positive int"):
+        _load(root, balanced_train_per_group=0)
+    with pytest.raises(ValueError, match="test_size must be >= 0"):
+        _load(root, test_size=-2)
 
 
 def test_missing_root_and_metadata(tmp_path):
@@ -137,7 +113,7 @@ def test_missing_columns_are_listed(tmp_path):
 def test_missing_image_is_named(tmp_path):
     rows = [{"img_filename": f"b/{i}.png", "y": i % 2, "split": 0 if i < 8 else 2,
              "place": i // 2 % 2} for i in range(16)]
-    _write_release(str(tmp_path), rows)
+    write_waterbirds_release(str(tmp_path), rows)
     os.remove(tmp_path / "b" / "3.png")
     with pytest.raises(FileNotFoundError, match="image b/3.png"):
         load_waterbirds(str(tmp_path), seed=0, balanced_per_group=2, resize=8, image_size=8)

@@ -3,8 +3,9 @@
 ``tfds.data_source`` reads datasets prepared as ``array_record`` files with
 numpy and PIL only. It never downloads here (``download=False``): a dataset
 missing from ``data_dir`` (or prepared in the default, TensorFlow-only
-``tfrecord`` format) raises :class:`DatasetNotPreparedError` saying how to
-prepare it elsewhere.
+``tfrecord`` format, or with missing or corrupt files) raises
+:class:`DatasetNotPreparedError` saying how to prepare it elsewhere; an unknown
+dataset, split or feature raises ValueError naming what there is.
 
 TFDS shuffles examples when it writes them, so a split's TFDS order is not the
 dataset's original order. CIFAR ``id`` features (``"train_01234"``) keep the
@@ -14,8 +15,9 @@ of the published C-scores and of the paper's ``train[:40000]``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,7 +31,7 @@ CIFAR10_TRAIN_SIZE: int = 40000
 
 
 class DatasetNotPreparedError(FileNotFoundError):
-    """A TFDS dataset is not prepared (as array_record files) in the given data_dir."""
+    """A TFDS dataset is not prepared (as readable array_record files) in the given data_dir."""
 
 
 def _import_tfds() -> Any:
@@ -42,41 +44,104 @@ def _import_tfds() -> Any:
     return tfds
 
 
-def _not_prepared_message(name: str, data_dir: str | os.PathLike | None) -> str:
-    where = str(data_dir) if data_dir is not None else "the default TFDS data_dir"
+def _where(data_dir: str | os.PathLike | None) -> str:
+    return str(data_dir) if data_dir is not None else "the default TFDS data_dir"
+
+
+def _how_to_prepare(name: str, data_dir: str | os.PathLike | None) -> str:
     target = str(data_dir) if data_dir is not None else "DATA_DIR"
     return (
-        f"{name} is not prepared in {where} as array_record files (the format TFDS reads without "
-        "TensorFlow). Download it on a machine with network and TensorFlow with "
+        "Download it on a machine with network and TensorFlow with "
         f"`tfds build {name} --data_dir={target} --file_format=array_record` (or `python -c "
         f"'import tensorflow_datasets as tfds; tfds.builder(\"{name}\", data_dir=\"{target}\", "
         "file_format=\"array_record\").download_and_prepare()'`) and copy the directory "
-        f"{os.path.join(target, name)} here."
+        f"{os.path.join(target, name)} here, or pass --config.data_dir=<the folder holding it>."
     )
 
 
-def open_tfds_source(name: str, split: str, data_dir: str | os.PathLike | None) -> Sequence[Any]:
+def _not_prepared_message(name: str, data_dir: str | os.PathLike | None) -> str:
+    return (
+        f"{name} is not prepared in {_where(data_dir)} as array_record files (the format TFDS "
+        "reads without TensorFlow). " + _how_to_prepare(name, data_dir)
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class TfdsSplit:
+    """One split of a prepared TFDS dataset: its random-access source and where it came from."""
+
+    name: str
+    split: str
+    data_dir: str | os.PathLike | None
+    source: Sequence[Any]
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def read(self, keys: Sequence[int] | np.ndarray) -> list[Any]:
+        """Examples at ``keys``, in one batch read when the source supports it.
+
+        Raises DatasetNotPreparedError when the array_record files are missing or corrupt.
+        """
+        keys = [int(k) for k in keys]
+        getitems = getattr(self.source, "__getitems__", None)
+        try:
+            return [self.source[k] for k in keys] if getitems is None else list(getitems(keys))
+        except (RuntimeError, OSError) as err:  # array_record: "open() failed"; bad image bytes
+            raise DatasetNotPreparedError(
+                f"cannot read {self.name}[{self.split}] from {_where(self.data_dir)}: its "
+                f"files are missing or corrupt ({err}). Prepare it again. "
+                + _how_to_prepare(self.name, self.data_dir)
+            ) from err
+
+
+def open_tfds_split(
+    name: str, split: str, data_dir: str | os.PathLike | None, hint: str = ""
+) -> TfdsSplit:
     """The random-access TFDS data source of one split, never downloading.
+
+    ``hint`` is appended to the not-prepared message (e.g. how to fetch files by hand).
 
     Raises:
       DatasetNotPreparedError: the dataset is not in ``data_dir`` as array_record
         files. (TFDS itself raises ``NotImplementedError`` "Random access data
         source for file format tfrecord is not supported" then, because a
         missing dataset defaults to the tfrecord format.)
+      ValueError: TFDS knows no dataset ``name``, or the prepared dataset has no
+        split ``split``.
     """
     tfds = _import_tfds()
     try:
-        return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+        source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
     except NotImplementedError as err:
-        raise DatasetNotPreparedError(_not_prepared_message(name, data_dir)) from err
+        raise DatasetNotPreparedError(_not_prepared_message(name, data_dir) + hint) from err
+    except tfds.core.DatasetNotFoundError as err:
+        raise ValueError(
+            f"TFDS has no dataset {name!r}: check the name (e.g. 'cifar10', 'celeb_a')."
+        ) from err
+    except ValueError as err:  # e.g. "Unknown split 'x'. Should be one of ['train', 'test']."
+        raise ValueError(
+            f"cannot open split {split!r} of {name} in {_where(data_dir)}: {err} Ask for a "
+            f"prepared split, or prepare {name} again with all its splits."
+        ) from err
+    return TfdsSplit(name, split, data_dir, source)
 
 
-def _get_batch(source: Sequence[Any], keys: list[int]) -> Sequence[Any]:
-    """Examples at ``keys``, read in one batch when the source supports it."""
-    getitems = getattr(source, "__getitems__", None)
-    if getitems is None:
-        return [source[k] for k in keys]
-    return getitems(keys)
+def feature(example: Mapping[str, Any], path: str, what: str) -> Any:
+    """``example[a][b]`` for ``path`` ``"a/b"``: a missing feature raises ValueError, not KeyError.
+
+    ``what`` names the examples in the message (e.g. ``"celeb_a[test]"``).
+    """
+    value: Any = example
+    for part in path.split("/"):
+        if not isinstance(value, Mapping) or part not in value:
+            have = sorted(value) if isinstance(value, Mapping) else type(value).__name__
+            raise ValueError(
+                f"{what} examples have no feature {path!r} ({part!r} missing; it has {have}): "
+                "prepare the dataset again with `tfds build`, or ask for an existing feature."
+            )
+        value = value[part]
+    return value
 
 
 def read_tfds_examples(
@@ -92,19 +157,13 @@ def read_tfds_examples(
     ``indices`` (default: all) selects records of the split, e.g. a subsample of
     a large dataset. Records are read ``batch_size`` at a time.
     """
-    source = open_tfds_source(name, split, data_dir)
+    source = open_tfds_split(name, split, data_dir)
     indices = np.arange(len(source)) if indices is None else np.asarray(indices, dtype=np.int64)
     columns: dict[str, list[Any]] = {key: [] for key in keys}
     for start in range(0, len(indices), batch_size):
-        chunk = [int(i) for i in indices[start:start + batch_size]]
-        for example in _get_batch(source, chunk):
+        for example in source.read(indices[start:start + batch_size]):
             for key in keys:
-                if key not in example:
-                    raise KeyError(
-                        f"{name}[{split}] examples have no feature {key!r}; they have "
-                        f"{sorted(example)}."
-                    )
-                columns[key].append(example[key])
+                columns[key].append(feature(example, key, f"{name}[{split}]"))
     return {key: np.stack(values) if values else np.empty((0,)) for key, values in columns.items()}
 
 

@@ -24,20 +24,14 @@ from __future__ import annotations
 import concurrent.futures
 import csv
 import os
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
 
-from lazy_hasty.data.splits import Split
-from lazy_hasty.data.spurious import (
-    SpuriousData,
-    binary_groups,
-    center_crop_resize,
-    first_per_group,
-    named_rng,
-    seeded_subset,
-    too_few_message,
-)
+from lazy_hasty.data import subsets
+from lazy_hasty.data.spurious import SpuriousData, center_crop_resize
+from lazy_hasty.rng import numpy_rng
 
 WATERBIRDS_COLUMNS: tuple[str, ...] = ("img_filename", "y", "split", "place")
 """The metadata.csv columns the loader needs."""
@@ -133,15 +127,31 @@ def load_images(
     return out
 
 
-def _balanced_positions(
-    y: np.ndarray, place: np.ndarray, per_group: int, seed: int, name: str, where: str
+def _split_rows(meta: dict[str, np.ndarray], split: int, name: str) -> np.ndarray:
+    rows = np.flatnonzero(meta["split"] == split)
+    if rows.size == 0:
+        raise ValueError(f"Waterbirds metadata lists no {name} examples; supply the full "
+                         "metadata.csv.")
+    return rows
+
+
+def _balanced_rows(
+    meta: dict[str, np.ndarray], rows: np.ndarray, per_group: int, seed: int, name: str,
+    at_most: bool = False,
 ) -> np.ndarray:
-    order = named_rng(seed, name).permutation(y.shape[0])
-    positions, counts = first_per_group(y, place, order, per_group)
-    message = too_few_message(counts, per_group, where, COMBINATION_NAMES)
-    if message:
-        raise ValueError(message)
-    return positions
+    """Positions in ``rows`` of the balanced set ``name``: ``per_group`` of each (y, place).
+
+    ``at_most`` caps ``per_group`` at the smallest combination instead of raising.
+    """
+    y, place = meta["y"][rows], meta["place"][rows]
+    if at_most:
+        per_group = max(1, min(per_group, *(int(np.sum((y == label) & (place == p)))
+                                            for label, p in COMBINATION_NAMES)))
+    if per_group < 1:
+        raise ValueError(f"{name}_per_group must be a positive int; got {per_group}.")
+    where = f"the Waterbirds {'training' if name == 'balanced_train' else 'test'} split"
+    order = numpy_rng(seed, name).permutation(rows.size)
+    return subsets.balanced_indices(y, place, order, per_group, where, COMBINATION_NAMES)
 
 
 def load_waterbirds(
@@ -151,81 +161,56 @@ def load_waterbirds(
     seed: int,
     resize: int = 256,
     image_size: int = 224,
-    test_size: int | None = None,
+    test_size: int = 0,
     balanced_train_per_group: int | None = None,
     num_threads: int = 8,
 ) -> SpuriousData:
     """Waterbirds as in the paper: train (split 0), balanced train / test sets, test (split 2).
 
+    Only the returned images are decoded, each once. ``test`` is already the
+    evaluated ``test_size`` subset of split 2 (0: all of it), the examples
+    ``groups.all_group(n_test, test_size, seed)`` would pick from the whole split.
+
     Args:
       root: the release folder (``metadata.csv`` and the images).
       balanced_per_group: examples of each (y, place) combination in
-        ``balanced_test`` (drawn from the whole test split); 180 in the paper.
+        ``balanced_test`` (drawn from the whole test split, whatever
+        ``test_size``); 180 in the paper.
       seed: seeds the balanced sets and the test subset.
-      resize: images are first resized to ``resize`` x ``resize``...
-      image_size: ...then center-cropped to ``image_size``.
-      test_size: ``test`` is a seeded random subset of this many test examples
-        (None: the whole test split). ``balanced_test`` does not depend on it.
+      resize, image_size: resize to ``resize`` squared, center-crop ``image_size``.
+      test_size: test examples evaluated (0: all).
       balanced_train_per_group: examples of each combination in
         ``balanced_train`` (drawn from ``train``); None takes
         ``min(balanced_per_group, smallest training combination)`` (56 on the
         real release). An explicit number larger than a combination raises.
       num_threads: threads decoding images.
 
-    Returns:
-      :class:`SpuriousData` named ``"waterbirds"``, groups ``"same"`` (bird
-      type and background agree, the easy group) and ``"opposite"`` on every
-      split. Labels: 1 = waterbird.
+    Returns :class:`SpuriousData` ``"waterbirds"`` (labels: 1 = waterbird), groups
+    ``"same"`` (bird and background agree: easy) and ``"opposite"``.
 
     Raises:
       FileNotFoundError: missing root folder, metadata.csv or image (named).
-      ValueError: metadata with missing columns (listed) or bad values; a
-        combination with fewer examples than asked for.
+      ValueError: bad sizes, metadata with missing columns (listed) or bad
+        values; a combination with fewer examples than asked for.
     """
-    if balanced_per_group < 1:
-        raise ValueError(f"balanced_per_group must be a positive int; got {balanced_per_group}.")
+    subsets.check_sizes(balanced_per_group, test_size)
     meta = read_metadata(root)
-    train_rows = np.flatnonzero(meta["split"] == TRAIN_SPLIT)
-    test_rows = np.flatnonzero(meta["split"] == TEST_SPLIT)
-    for name, rows in (("train (split 0)", train_rows), ("test (split 2)", test_rows)):
-        if rows.size == 0:
-            raise ValueError(f"Waterbirds metadata lists no {name} examples; supply the full "
-                             "metadata.csv.")
+    train_rows = _split_rows(meta, TRAIN_SPLIT, "train (split 0)")
+    test_rows = _split_rows(meta, TEST_SPLIT, "test (split 2)")
+    chosen_train = {"train": np.arange(train_rows.size), "balanced_train": _balanced_rows(
+        meta, train_rows, balanced_per_group if balanced_train_per_group is None else
+        balanced_train_per_group, seed, "balanced_train", balanced_train_per_group is None)}
+    chosen_test = {"test": subsets.evaluated_test_indices(test_rows.size, test_size, seed),
+                   "balanced_test": _balanced_rows(meta, test_rows, balanced_per_group, seed,
+                                                   "balanced_test")}
 
-    y_train, place_train = meta["y"][train_rows], meta["place"][train_rows]
-    per_train = balanced_train_per_group
-    if per_train is None:
-        smallest = min(int(np.sum((y_train == label) & (place_train == place)))
-                       for label, place in COMBINATION_NAMES)
-        per_train = max(1, min(balanced_per_group, smallest))
-    balanced_train_pos = _balanced_positions(
-        y_train, place_train, per_train, seed, "balanced_train", "the Waterbirds training split")
-    balanced_test_pos = _balanced_positions(
-        meta["y"][test_rows], meta["place"][test_rows], balanced_per_group, seed, "balanced_test",
-        "the Waterbirds test split")
-    test_pos = seeded_subset(test_rows.size, test_size, seed, "test")
+    def decode(rows: np.ndarray) -> Callable[[np.ndarray], subsets.Arrays]:
+        return lambda pos: (load_images(root, meta["img_filename"][rows[pos]], resize,
+                                        image_size, num_threads),
+                            meta["y"][rows[pos]], meta["place"][rows[pos]])
 
-    # Decode each needed test image once.
-    needed_test = np.union1d(test_pos, balanced_test_pos)
-    x_train = load_images(root, meta["img_filename"][train_rows], resize, image_size, num_threads)
-    x_needed = load_images(root, meta["img_filename"][test_rows[needed_test]], resize, image_size,
-                           num_threads)
-    where = {int(p): i for i, p in enumerate(needed_test)}
-
-    def split_of(rows: np.ndarray, x: np.ndarray) -> tuple[Split, np.ndarray]:
-        return Split(x=x, y=meta["y"][rows].astype(np.int32)), meta["place"][rows]
-
-    parts = {
-        "train": split_of(train_rows, x_train),
-        "balanced_train": split_of(train_rows[balanced_train_pos], x_train[balanced_train_pos]),
-        "balanced_test": split_of(test_rows[balanced_test_pos],
-                                  x_needed[[where[int(p)] for p in balanced_test_pos]]),
-        "test": split_of(test_rows[test_pos], x_needed[[where[int(p)] for p in test_pos]]),
-    }
-    splits = {name: split for name, (split, _) in parts.items()}
-    groups = {
-        name: binary_groups(split.y == place, "same", "opposite")
-        for name, (split, place) in parts.items()
-    }
-    return SpuriousData(name="waterbirds", num_classes=2, splits=splits, groups=groups,
-                        easy="same", hard="opposite")
+    parts = {**subsets.decode_once(chosen_train, decode(train_rows)),
+             **subsets.decode_once(chosen_test, decode(test_rows))}
+    return subsets.assemble("waterbirds", {name: (x, y, y == place)
+                                           for name, (x, y, place) in parts.items()},
+                            ("same", "opposite"), hard="opposite")
