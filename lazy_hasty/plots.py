@@ -130,18 +130,34 @@ def plot_fig1(
     thresholds = [float(t) for t in thresholds]
     n_t, refs = len(thresholds), list(delta_maps)
     maps = {r: np.asarray(delta_maps[r], dtype=float).reshape(n_t, -1) for r in refs}
-    resolution = math.isqrt(next(iter(maps.values())).shape[-1]) if refs else 0
+    vmax = _max_abs(maps)
+    fig = plt.figure(figsize=fig1_figsize(n_t, len(refs)), layout="constrained")
+    gs = GridSpec(1 + len(refs), max(n_t, 2), figure=fig)
+    _fig1_training_set(fig.add_subplot(gs[0, 0]), train_points, train_labels)
+    _fig1_losses(fig.add_subplot(gs[0, 1:]), steps, loss_curves, thresholds, quantiles,
+                 loss_yscale)
+    _fig1_delta_maps(fig, gs, maps, thresholds, grid_points, vmax if vmax > 0 else 1e-12)
+    if suptitle:
+        fig.suptitle(suptitle)
+    save_figure(fig, path, dpi)
+    plt.close(fig)
+    return vmax
+
+
+_FIG1_LETTERS = "cdefghijklmnopqrstuvwxyz"
+"""Panel letter of each threshold's Δ map in Fig. 1 (after (a) and (b))."""
+
+
+def _max_abs(maps: Mapping[str, np.ndarray]) -> float:
+    """``max |value|`` over the finite values of every map (0 when there are none)."""
     finite = [np.abs(m[np.isfinite(m)]) for m in maps.values()]
     finite = [f for f in finite if f.size]
-    vmax = float(max(f.max() for f in finite)) if finite else 0.0
-    scale = vmax if vmax > 0 else 1e-12
+    return float(max(f.max() for f in finite)) if finite else 0.0
 
-    ncols = max(n_t, 2)
-    fig = plt.figure(figsize=fig1_figsize(n_t, len(refs)), layout="constrained")
-    gs = GridSpec(1 + len(refs), ncols, figure=fig)
 
-    # (a) one seed's training set.
-    ax = fig.add_subplot(gs[0, 0])
+def _fig1_training_set(ax: plt.Axes, train_points: np.ndarray,
+                       train_labels: np.ndarray) -> None:
+    """Panel (a): one seed's training set over the yin-yang outline."""
     pts, lab = np.asarray(train_points), np.asarray(train_labels)
     for value, colour, name in ((1, "tab:blue", "+1"), (-1, "tab:orange", "−1")):
         sel = lab == value
@@ -151,15 +167,18 @@ def plot_fig1(
     ax.legend(loc="upper right", fontsize=7, framealpha=0.9)
     ax.set(title="(a) training set (one seed)", xlabel="$x_1$", ylabel="$x_2$")
 
-    # (b) training losses.
-    ax = fig.add_subplot(gs[0, 1:])
+
+def _fig1_losses(ax: plt.Axes, steps: np.ndarray, loss_curves: Mapping[str, np.ndarray],
+                 thresholds: Sequence[float], quantiles: tuple[float, float],
+                 loss_yscale: str) -> None:
+    """Panel (b): training loss of each regime over steps (log axis), thresholds dashed."""
     steps = np.asarray(steps)
     for name, curves in loss_curves.items():
         _plot_loss_band(ax, steps, curves, pretty_name(name), quantiles)
-    letters = "cdefghijklmnopqrstuvwxyz"
     for i, thr in enumerate(thresholds):
         ax.axhline(thr, color="grey", ls="--", lw=0.8)
-        ax.annotate(f"({letters[i]}) {thr:g}", (0.005, thr), xycoords=("axes fraction", "data"),
+        ax.annotate(f"({_FIG1_LETTERS[i]}) {thr:g}", (0.005, thr),
+                    xycoords=("axes fraction", "data"),
                     ha="left", va="bottom", fontsize=7, color="dimgrey")
     if steps.size and steps.min() <= 0:  # step 0 has no logarithm: linear below 1
         ax.set_xscale("symlog", linthresh=1)
@@ -172,29 +191,32 @@ def plot_fig1(
            ylabel="train loss")
     ax.legend(fontsize=8, loc="upper right")
 
-    # (c, d, e, ...) Δloss maps, one row per linear reference, one column per threshold.
-    extent = _extent(grid_points, resolution) if refs else SQUARE_EXTENT
+
+def _fig1_delta_maps(fig: plt.Figure, gs: GridSpec, maps: Mapping[str, np.ndarray],
+                     thresholds: Sequence[float], grid_points: np.ndarray | None,
+                     scale: float) -> None:
+    """Panels (c, d, ...): Δloss maps on ``[-scale, scale]``, one row per linear
+    reference (grid rows 1, 2, ...), one column per threshold, and their colorbar."""
+    if not maps:
+        return
+    resolution = math.isqrt(next(iter(maps.values())).shape[-1])
+    extent = _extent(grid_points, resolution)
     map_axes, im = [], None
-    for r, ref in enumerate(refs):
-        images = grid_to_image(maps[ref], resolution)
+    for row, (ref, values) in enumerate(maps.items(), start=1):
+        images = grid_to_image(values, resolution)
         for i, thr in enumerate(thresholds):
-            ax = fig.add_subplot(gs[1 + r, i])
+            ax = fig.add_subplot(gs[row, i])
             im = ax.imshow(images[i], origin="lower", extent=extent, cmap=DELTA_CMAP,
                            vmin=-scale, vmax=scale, interpolation="nearest")
             draw_yinyang_outline(ax)
-            ax.set_title(f"({letters[i]}) Δloss at train loss {thr:g}\n(vs {pretty_name(ref)})",
-                         fontsize=9)
+            ax.set_title(f"({_FIG1_LETTERS[i]}) Δloss at train loss {thr:g}\n"
+                         f"(vs {pretty_name(ref)})", fontsize=9)
             ax.set_xticks([-1, 0, 1])
             ax.set_yticks([-1, 0, 1])
             map_axes.append(ax)
     if im is not None:
         cbar = fig.colorbar(im, ax=map_axes, shrink=0.8, aspect=30)
         cbar.set_label("Δloss = non-linear − linear\n(green: non-linear lower)")
-    if suptitle:
-        fig.suptitle(suptitle)
-    save_figure(fig, path, dpi)
-    plt.close(fig)
-    return vmax
 
 
 def save_figure(fig, path: str, dpi: int) -> None:

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lazy_hasty import function_space, models, ntk, progress, train
+from lazy_hasty import function_space, models, ntk, progress, rng, train
 from lazy_hasty.data import yinyang as data
 from lazy_hasty.regimes import Regime, parse_regime
+from lazy_hasty.types import ApplyFn, Params
 
 
 @dataclasses.dataclass
@@ -45,37 +46,168 @@ class YinYangResult:
         return np.asarray(mean), used.sum(axis=0)
 
 
-def _init_runs(run_keys: jax.Array, n_train: int, module) -> tuple:
-    """Per-run training set and initialisation, all batched over runs."""
+class Runs(NamedTuple):
+    """What every regime of every run starts from, batched over runs (leading axis R)."""
+
+    x: jax.Array        # (R, N, 2) training points
+    y: jax.Array        # (R, N) labels in {±1}
+    params0: Params     # the shared initialisation
+    f0: jax.Array       # (R, N, 1) f(params0, x), cached for the regimes that need it
+
+
+class KernelCarry(NamedTuple):
+    """State of the exact linearized regime in function space: its fixed NTK and GD state."""
+
+    kernel: jax.Array
+    state: function_space.KernelState
+
+
+class Carry(NamedTuple):
+    """Scan carry of one regime and run."""
+
+    state: Any           # the regime's training state
+    saved: Params        # snapshot at each threshold's first crossing, leading axis (T,)
+    crossed: jax.Array   # (T,) step of each threshold's first crossing, -1 until then
+
+
+@dataclasses.dataclass(frozen=True)
+class Dynamics:
+    """How one regime trains: ``init(p0, x) -> state``, ``step(state, p0, x, y, f0) ->
+    (state, metrics)`` and ``snapshot(state)``, what is saved at a crossing."""
+
+    init: Callable[[Params, jax.Array], Any]
+    step: Callable[..., tuple[Any, dict]]
+    snapshot: Callable[[Any], Params]
+
+
+@dataclasses.dataclass
+class RegimeRun:
+    """One regime trained over all runs: its compiled segment, carry and loss curves."""
+
+    regime: Regime
+    in_function_space: bool    # trained through its NTK (``Carry.saved`` holds coefficients)
+    segment: Callable[..., tuple[Carry, jax.Array]]
+    carry: Carry               # batched over runs
+    loss_curves: np.ndarray    # (R, S) mean training loss per step, NaN where not stepped
+
+    def all_crossed(self) -> bool:
+        """Whether every run has reached every threshold."""
+        return bool(np.all(np.asarray(self.carry.crossed) >= 0))
+
+    def advance(self, runs: Runs, start: int, length: int) -> None:
+        """Steps every run ``length`` times from step ``start``, recording the losses."""
+        self.carry, losses = self.segment(self.carry, runs.params0, runs.x, runs.y, runs.f0,
+                                          start, length)
+        self.loss_curves[:, start:start + length] = np.asarray(losses)
+
+
+def _init_runs(seed: int, num_runs: int, n_train: int, module, apply_fn: ApplyFn) -> Runs:
+    """Per-run training set and initialisation (run ``i`` draws from stream ``i`` of ``seed``)."""
     def one(key):
         k_data, k_init = jax.random.split(key)
         x, y = data.sample_train(k_data, n_train)
         params0, _ = models.init_model(module, k_init, x)
         return x, y, params0
-    return jax.vmap(one)(run_keys)
+    run_keys = jax.vmap(lambda i: rng.jax_key(seed, i))(jnp.arange(num_runs))
+    x, y, params0 = jax.vmap(one)(run_keys)
+    return Runs(x, y, params0, jax.jit(jax.vmap(apply_fn))(params0, x))
 
 
-def _param_space(apply_fn, regime: Regime, learning_rate: float):
-    """(init, step, snapshot) of one regime trained in parameter space."""
+def _param_space(apply_fn: ApplyFn, regime: Regime, learning_rate: float) -> Dynamics:
+    """One regime trained in parameter space."""
     opt = train.regime_optimizer(regime, "sgd", learning_rate)
-    step_fn = train.make_train_step(apply_fn, regime, opt)
-    init = lambda p0, x: train.init_state(regime, p0, opt)
-    step = lambda state, p0, x, y, f0: step_fn(state, p0, x, y, f0)
-    return init, step, lambda state: state.params
+    return Dynamics(init=lambda p0, x: train.init_state(regime, p0, opt),
+                    step=train.make_train_step(apply_fn, regime, opt),
+                    snapshot=lambda state: state.params)
 
 
-def _function_space(apply_fn, learning_rate: float):
-    """(init, step, snapshot) of the exact linearized regime trained in function space."""
+def _function_space(apply_fn: ApplyFn, learning_rate: float) -> Dynamics:
+    """The exact linearized regime trained in function space; snapshots its coefficients."""
     def init(p0, x):
         kernel = ntk.empirical_ntk(apply_fn, p0, x)
-        return kernel, function_space.init_kernel_state(len(x), kernel.shape[1])
+        return KernelCarry(kernel, function_space.init_kernel_state(len(x), kernel.shape[1]))
 
     def step(carry, p0, x, y, f0):
-        kernel, state = carry
-        state, m = function_space.kernel_gd_step(state, kernel, y, learning_rate)
-        return (kernel, state), m
+        state, metrics = function_space.kernel_gd_step(carry.state, carry.kernel, y,
+                                                       learning_rate)
+        return carry._replace(state=state), metrics
 
-    return init, step, lambda carry: carry[1].c
+    return Dynamics(init, step, snapshot=lambda carry: carry.state.c)
+
+
+def _save_crossings(saved: Params, snapshot: Params, hit: jax.Array) -> Params:
+    """``saved`` with ``snapshot`` written at the thresholds ``hit`` (``(T,)`` booleans)."""
+    return jax.tree_util.tree_map(
+        lambda s, p: jnp.where(hit.reshape((-1,) + (1,) * p.ndim), p[None], s),
+        saved, snapshot)
+
+
+def _compile(dynamics: Dynamics, thr: jax.Array) -> tuple[Callable, Callable]:
+    """Jitted, run-batched ``init(p0, x) -> Carry`` and ``segment(carry, p0, x, y, f0,
+    start, length) -> (carry, (R, length) losses)``, which scans ``length`` steps and
+    snapshots each threshold's first crossing inside the loop (no host round trip)."""
+    def init_run(p0, xr):
+        state = dynamics.init(p0, xr)
+        saved = jax.tree_util.tree_map(
+            lambda a: jnp.zeros((len(thr),) + a.shape, a.dtype), dynamics.snapshot(state))
+        return Carry(state, saved, jnp.full((len(thr),), -1, jnp.int32))
+
+    def run_segment(carry, p0, xr, yr, f0r, start, length):
+        def body(carry: Carry, i):
+            new_state, m = dynamics.step(carry.state, p0, xr, yr, f0r)
+            hit = progress.reached(m["train_loss"], thr) & (carry.crossed < 0)
+            saved = _save_crossings(carry.saved, dynamics.snapshot(carry.state), hit)
+            return Carry(new_state, saved, jnp.where(hit, i, carry.crossed)), m["train_loss"]
+        return jax.lax.scan(body, carry, start + jnp.arange(length))
+
+    return (jax.jit(jax.vmap(init_run)),
+            jax.jit(jax.vmap(run_segment, in_axes=(0, 0, 0, 0, 0, None, None)),
+                    static_argnums=6))
+
+
+def _start_regime(regime: Regime, apply_fn: ApplyFn, runs: Runs, thr: jax.Array,
+                  learning_rate: float, function_space_linearized: bool,
+                  num_steps: int) -> RegimeRun:
+    """``regime`` compiled and initialised for every run, before its first step."""
+    fs = function_space_linearized and regime.kind == "linearized"
+    dynamics = (_function_space(apply_fn, learning_rate) if fs
+                else _param_space(apply_fn, regime, learning_rate))
+    init, segment = _compile(dynamics, thr)
+    curves = np.full((len(runs.x), num_steps), np.nan, np.float32)
+    return RegimeRun(regime, fs, segment, init(runs.params0, runs.x), curves)
+
+
+def _train(regime_runs: Sequence[RegimeRun], runs: Runs, num_steps: int, segments: int,
+           stop_when_crossed: bool, callback: Optional[Callable[[int, int, float], None]]
+           ) -> None:
+    """Advances every regime through ``segments`` chunks of the ``num_steps`` steps."""
+    bounds = np.linspace(0, num_steps, max(1, min(segments, num_steps)) + 1).astype(int)
+    start = time.perf_counter()
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        for run in regime_runs:
+            if not (stop_when_crossed and run.all_crossed()):
+                run.advance(runs, int(lo), int(hi - lo))
+        if callback is not None:
+            callback(int(hi), num_steps, time.perf_counter() - start)
+
+
+def _grid_losses(run: RegimeRun, apply_fn: ApplyFn, runs: Runs, grid: jax.Array,
+                 eval_batch: int) -> np.ndarray:
+    """``(R, T, M)`` test loss on ``grid`` of each run's snapshot at each threshold,
+    ``eval_batch`` runs at a time (bounds the memory of the batched evaluation)."""
+    grid_y = data.yinyang_labels(grid)
+
+    def one_run(p0, xr, saved):                                  # saved: (T, ...)
+        def loss(s):
+            p = function_space.weights(apply_fn, p0, xr, s) if run.in_function_space else s
+            return train.evaluate(apply_fn, run.regime, p0, p, grid, grid_y)[0]
+        return jax.vmap(loss)(saved)                             # (T, M)
+
+    fn = jax.jit(jax.vmap(one_run))
+    batches = [fn(*jax.tree_util.tree_map(lambda a: a[lo:lo + eval_batch],
+                                          (runs.params0, runs.x, run.carry.saved)))
+               for lo in range(0, len(runs.x), eval_batch)]
+    return np.concatenate([np.asarray(b) for b in batches])
 
 
 def run_yinyang(*, seed: int, num_runs: int, num_steps: int, learning_rate: float,
@@ -98,76 +230,16 @@ def run_yinyang(*, seed: int, num_runs: int, num_steps: int, learning_rate: floa
     thr = jnp.asarray(progress.check_thresholds(thresholds, float(np.log(2.0))), jnp.float32)
     module = models.get_model("mlp", features=tuple(hidden), num_outputs=1)
     apply_fn = models.make_apply_fn(module, {})
-    run_keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(seed), i))(
-        jnp.arange(num_runs))
-    x, y, params0 = _init_runs(run_keys, n_train, module)
-    f0 = jax.jit(jax.vmap(apply_fn))(params0, x)              # cached f(params0, x_train)
-
-    def make_segment(init, step, snapshot):
-        def init_run(p0, xr):
-            state = init(p0, xr)
-            saved = jax.tree_util.tree_map(
-                lambda a: jnp.zeros((len(thr),) + a.shape, a.dtype), snapshot(state))
-            return state, saved, jnp.full((len(thr),), -1, jnp.int32)
-
-        def run_segment(carry, p0, xr, yr, f0r, start, length):
-            def body(carry, i):
-                state, saved, crossed = carry
-                new_state, m = step(state, p0, xr, yr, f0r)
-                hit = progress.reached(m["train_loss"], thr) & (crossed < 0)
-                saved = jax.tree_util.tree_map(
-                    lambda s, p: jnp.where(hit.reshape((-1,) + (1,) * p.ndim), p[None], s),
-                    saved, snapshot(state))
-                return (new_state, saved, jnp.where(hit, i, crossed)), m["train_loss"]
-            return jax.lax.scan(body, carry, start + jnp.arange(length))
-
-        return (jax.jit(jax.vmap(init_run)),
-                jax.jit(jax.vmap(run_segment, in_axes=(0, 0, 0, 0, 0, None, None)),
-                        static_argnums=6))
-
-    runners = []
-    for regime in parsed:
-        fs = function_space_linearized and regime.kind == "linearized"
-        parts = _function_space(apply_fn, learning_rate) if fs else _param_space(
-            apply_fn, regime, learning_rate)
-        init_fn, segment_fn = make_segment(*parts)
-        runners.append([fs, init_fn(params0, x), segment_fn])
-
-    bounds = np.linspace(0, num_steps, max(1, min(segments, num_steps)) + 1).astype(int)
-    curves = np.full((len(parsed), num_runs, num_steps), np.nan, np.float32)
-    start = time.perf_counter()
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        for i, runner in enumerate(runners):
-            fs, carry, segment_fn = runner
-            if stop_when_crossed and bool(np.all(np.asarray(carry[2]) >= 0)):
-                continue
-            runner[1], seg = segment_fn(carry, params0, x, y, f0, int(lo), int(hi - lo))
-            curves[i, :, lo:hi] = np.asarray(seg)
-        if callback is not None:
-            callback(int(hi), num_steps, time.perf_counter() - start)
-
+    runs = _init_runs(seed, num_runs, n_train, module, apply_fn)
+    regime_runs = [_start_regime(r, apply_fn, runs, thr, learning_rate,
+                                 function_space_linearized, num_steps) for r in parsed]
+    _train(regime_runs, runs, num_steps, segments, stop_when_crossed, callback)
     grid = data.grid_points(grid_resolution)
-    grid_y = data.yinyang_labels(grid)
-
-    def grid_loss_fn(regime: Regime, fs: bool):
-        def one_run(p0, xr, saved):                              # saved: (T, ...)
-            def loss(s):
-                p = function_space.weights(apply_fn, p0, xr, s) if fs else s
-                return train.evaluate(apply_fn, regime, p0, p, grid, grid_y)[0]
-            return jax.vmap(loss)(saved)                         # (T, M)
-        return jax.jit(jax.vmap(one_run))
-
-    test_losses = {}
-    for regime, (fs, carry, _) in zip(parsed, runners):
-        fn = grid_loss_fn(regime, fs)
-        batches = [fn(*jax.tree_util.tree_map(lambda a: a[lo:lo + eval_batch],
-                                              (params0, x, carry[1])))
-                   for lo in range(0, num_runs, eval_batch)]
-        test_losses[regime.name] = np.concatenate([np.asarray(b) for b in batches])
-
     return YinYangResult(
         regimes=[r.name for r in parsed], thresholds=np.asarray(thr),
-        loss_curves={r.name: curves[i] for i, r in enumerate(parsed)},
-        crossings={r.name: np.asarray(runners[i][1][2]) for i, r in enumerate(parsed)},
-        grid=np.asarray(grid), test_losses=test_losses,
-        train_points=np.asarray(x), train_labels=np.asarray(y))
+        loss_curves={run.regime.name: run.loss_curves for run in regime_runs},
+        crossings={run.regime.name: np.asarray(run.carry.crossed) for run in regime_runs},
+        grid=np.asarray(grid),
+        test_losses={run.regime.name: _grid_losses(run, apply_fn, runs, grid, eval_batch)
+                     for run in regime_runs},
+        train_points=np.asarray(runs.x), train_labels=np.asarray(runs.y))

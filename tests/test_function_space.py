@@ -28,45 +28,55 @@ def _rel(a, b):
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
 
 
+def _function_space_run(apply_fn, params0, x, y, kernel) -> dict:
+    """``STEPS`` of function-space GD: outputs before, losses at, coefficients and
+    accuracies after each step, the final state and its weights ``w = J^T c``."""
+    fs = function_space.init_kernel_state(N, 1, jnp.float64)
+    kstep = jax.jit(function_space.kernel_gd_step)
+    losses, outputs, coefs, accuracies = [], [], [], []
+    for _ in range(STEPS):
+        outputs.append(np.asarray(fs.f))
+        fs, m = kstep(fs, kernel, y, LR)
+        losses.append(float(m["train_loss"]))
+        accuracies.append(float(m["train_accuracy"]))
+        coefs.append(np.asarray(fs.c))
+    w_fs = jax.jit(function_space.weights, static_argnums=0)(apply_fn, params0, x, fs.c)
+    return dict(fs=fs, w_fs=w_fs, fs_losses=np.array(losses), fs_outputs=np.array(outputs),
+                fs_coefs=np.array(coefs), fs_accuracies=np.array(accuracies))
+
+
+def _parameter_space_run(apply_fn, params0, x, y) -> dict:
+    """``STEPS`` of plain GD on the linearized regime's parameters."""
+    regime = Regime("linearized")
+    opt = train.make_optimizer("sgd", LR)
+    step = jax.jit(train.make_train_step(apply_fn, regime, opt))
+    ps = train.init_state(regime, params0, opt)
+    predict = jax.jit(lambda w: regime.predict(apply_fn, params0, w, x))
+    losses, outputs = [], []
+    for _ in range(STEPS):
+        outputs.append(np.asarray(predict(ps.params)))
+        ps, m = step(ps, params0, x, y)
+        losses.append(float(m["train_loss"]))
+    return dict(ps=ps, ps_losses=np.array(losses), ps_outputs=np.array(outputs),
+                final_ps=np.asarray(predict(ps.params)))
+
+
 @pytest.fixture(scope="module")
 def runs():
     with jax.enable_x64(True):
         apply_fn, params0, x, y = _problem()
         kernel = ntk.empirical_ntk(apply_fn, params0, x)
         assert kernel.dtype == jnp.float64 and kernel.shape == (N, 1, N, 1)
-
-        # Function space.
-        fs = function_space.init_kernel_state(N, 1, jnp.float64)
-        kstep = jax.jit(function_space.kernel_gd_step)
-        fs_losses, fs_outputs = [], []
-        for _ in range(STEPS):
-            fs_outputs.append(np.asarray(fs.f))
-            fs, m = kstep(fs, kernel, y, LR)
-            fs_losses.append(float(m["train_loss"]))
-        w_fs = function_space.weights(apply_fn, params0, x, fs.c)
-
-        # Parameter space, linearized regime, plain GD.
-        regime = Regime("linearized")
-        opt = train.make_optimizer("sgd", LR)
-        step = jax.jit(train.make_train_step(apply_fn, regime, opt))
-        ps = train.init_state(regime, params0, opt)
-        predict = jax.jit(lambda w: regime.predict(apply_fn, params0, w, x))
-        ps_losses, ps_outputs = [], []
-        for _ in range(STEPS):
-            ps_outputs.append(np.asarray(predict(ps.params)))
-            ps, m = step(ps, params0, x, y)
-            ps_losses.append(float(m["train_loss"]))
-        final_ps = np.asarray(predict(ps.params))
+        fs = _function_space_run(apply_fn, params0, x, y, kernel)
+        ps = _parameter_space_run(apply_fn, params0, x, y)
 
         # Explicit Jacobian oracle for w = J^T c.
         flat0, unravel = ravel_pytree(params0)
-        jac = np.asarray(jax.jacrev(lambda p: apply_fn(unravel(p), x))(flat0))  # (N, 1, P)
-        w_oracle = np.einsum("icp,ic->p", jac, np.asarray(fs.c))
+        jac = np.asarray(jax.jit(jax.jacrev(lambda p: apply_fn(unravel(p), x)))(flat0))
+        w_oracle = np.einsum("icp,ic->p", jac, np.asarray(fs["fs"].c))   # jac: (N, 1, P)
 
-        return dict(kernel=np.asarray(kernel), y=np.asarray(y), fs=fs, w_fs=w_fs,
-                    fs_losses=np.array(fs_losses), fs_outputs=np.array(fs_outputs),
-                    ps=ps, ps_losses=np.array(ps_losses), ps_outputs=np.array(ps_outputs),
-                    final_ps=final_ps, w_oracle=w_oracle, jac=jac)
+        return dict(kernel=np.asarray(kernel), y=np.asarray(y), **fs, **ps,
+                    w_oracle=w_oracle, jac=jac)
 
 
 def test_losses_per_step_agree(runs):
@@ -103,24 +113,20 @@ def test_coefficients_are_minus_lr_times_summed_gradients(runs):
     assert _rel(runs["fs"].c, want) <= 1e-10
 
 
-def test_first_step_closed_form(x64):
+def test_first_step_closed_form(runs):
     """f1 = -lr K g0, g0 = -y sigmoid(0) / n = -y / (2n)."""
-    apply_fn, params0, x, y = _problem()
-    kernel = ntk.empirical_ntk(apply_fn, params0, x)
-    state = function_space.init_kernel_state(N, 1, jnp.float64)
-    state, m = function_space.kernel_gd_step(state, kernel, y, LR)
-    g0 = -np.asarray(y) / (2 * N)
-    k = np.asarray(kernel)[:, 0, :, 0]
+    y = runs["y"]
+    g0 = -y / (2 * N)
+    k = runs["kernel"][:, 0, :, 0]
     want_f1 = -LR * k @ g0
-    np.testing.assert_allclose(np.asarray(state.f)[:, 0], want_f1, rtol=1e-12)
-    np.testing.assert_allclose(np.asarray(state.c)[:, 0], -LR * g0, rtol=1e-14)
-    assert float(m["train_loss"]) == pytest.approx(np.log(2.0), rel=1e-14)
+    np.testing.assert_allclose(runs["fs_outputs"][1][:, 0], want_f1, rtol=1e-12)
+    np.testing.assert_allclose(runs["fs_coefs"][0][:, 0], -LR * g0, rtol=1e-14)
+    assert runs["fs_losses"][0] == pytest.approx(np.log(2.0), rel=1e-14)
     # Accuracy at f = 0: y * 0 > 0 is never true.
-    assert float(m["train_accuracy"]) == 0.0
+    assert runs["fs_accuracies"][0] == 0.0
     # The loss after the step, by hand.
-    state2, m2 = function_space.kernel_gd_step(state, kernel, y, LR)
-    want_loss1 = np.mean(np.log1p(np.exp(-np.asarray(y) * want_f1)))
-    assert float(m2["train_loss"]) == pytest.approx(want_loss1, rel=1e-12)
+    want_loss1 = np.mean(np.log1p(np.exp(-y * want_f1)))
+    assert runs["fs_losses"][1] == pytest.approx(want_loss1, rel=1e-12)
     assert want_loss1 < np.log(2.0)
 
 

@@ -2,27 +2,25 @@
 
 import json
 import os
+import pathlib
 import re
 import subprocess
 import sys
+from typing import Any, NamedTuple
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
-import configs.yinyang
 import configs.yinyang_tiny
 from experiments import yinyang as driver
-from lazy_hasty import models, progress, records, train, yinyang
+from lazy_hasty import models, progress, records, rng, train, yinyang
 from lazy_hasty.data import yinyang as data
 from lazy_hasty.regimes import parse_regime
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REGIMES = ["alpha=1", "alpha=100", "linearized"]
-
-# The "modest" run of the brief: enough seeds for the paper's finding to show.
-MODEST = dict(seed=0, num_runs=8, num_steps=2000, learning_rate=0.5,
-              thresholds=(0.5, 0.4, 0.3), regimes=REGIMES, grid_resolution=20)
 
 # A very small run for determinism (compile-dominated).
 SMALL = dict(num_runs=3, num_steps=200, learning_rate=0.5, thresholds=(0.6, 0.5),
@@ -30,18 +28,37 @@ SMALL = dict(num_runs=3, num_steps=200, learning_rate=0.5, thresholds=(0.6, 0.5)
              grid_resolution=6, segments=4)
 
 
-# --------------------------------------------------------------------- driver
+class TinyRun(NamedTuple):
+    """The driver's run of configs/yinyang_tiny.py and the library result behind it."""
+
+    config: ml_collections.ConfigDict
+    workdir: str
+    paths: dict[str, str]
+    kwargs: dict[str, Any]               # what the driver passed to run_yinyang
+    result: yinyang.YinYangResult
+
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def tiny_run(tmp_path_factory) -> TinyRun:
+    """One training shared by the record tests and the library tests: the driver
+    runs the tiny config while a spy keeps the ``run_yinyang`` call it makes."""
     workdir = str(tmp_path_factory.mktemp("yinyang") / "work")      # not yet existing
     config = configs.yinyang_tiny.get_config()
-    paths = driver.run(config, workdir)
-    return config, workdir, paths
+    real, calls = yinyang.run_yinyang, []
+
+    def spy(**kwargs):
+        calls.append((kwargs, real(**kwargs)))
+        return calls[-1][1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(yinyang, "run_yinyang", spy)
+        paths = driver.run(config, workdir)
+    ((kwargs, result),) = calls
+    return TinyRun(config, workdir, paths, kwargs, result)
 
 
 def test_driver_writes_the_four_files(tiny_run):
-    _, workdir, paths = tiny_run
+    workdir, paths = tiny_run.workdir, tiny_run.paths
     names = ("config.json", "metrics.jsonl", "fig1.npz", "fig1.png")
     assert sorted(paths) == sorted(names)
     assert sorted(os.listdir(workdir)) == sorted(names)             # no temporaries left
@@ -53,7 +70,7 @@ def test_driver_writes_the_four_files(tiny_run):
 
 
 def test_config_json_round_trips(tiny_run):
-    config, _, paths = tiny_run
+    config, paths = tiny_run.config, tiny_run.paths
     with open(paths["config.json"]) as f:
         loaded = json.load(f)
     want = {k: list(v) if isinstance(v, tuple) else v for k, v in config.to_dict().items()}
@@ -63,11 +80,12 @@ def test_config_json_round_trips(tiny_run):
 
 
 def test_fig1_npz_contents(tiny_run):
-    config, _, paths = tiny_run
+    config, paths = tiny_run.config, tiny_run.paths
     m = config.grid_resolution ** 2
     with np.load(paths["fig1.npz"], allow_pickle=False) as z:
         assert z["points"].shape == (m, 2)
-        np.testing.assert_allclose(z["points"], np.asarray(data.grid_points(16)))
+        np.testing.assert_allclose(z["points"],
+                                   np.asarray(data.grid_points(config.grid_resolution)))
         np.testing.assert_allclose(z["thresholds"], config.thresholds, rtol=1e-6)
         t = len(config.thresholds)
         for key in ("delta_alpha100", "delta_linearized"):
@@ -94,7 +112,7 @@ def test_fig1_npz_contents(tiny_run):
 
 
 def test_metrics_rows_match_recorded_curves(tiny_run):
-    config, _, paths = tiny_run
+    config, paths = tiny_run.config, tiny_run.paths
     rows = records.read_jsonl(paths["metrics.jsonl"])
     z = np.load(paths["fig1.npz"], allow_pickle=False)
     assert rows and {r["regime"] for r in rows} == set(REGIMES)
@@ -127,8 +145,7 @@ def test_metrics_rows_match_recorded_curves(tiny_run):
 
 def test_fig1_qualitative_on_tiny_run(tiny_run):
     """Paper: at equal progress the non-linear regime does worse in the disks."""
-    _, _, paths = tiny_run
-    with np.load(paths["fig1.npz"], allow_pickle=False) as z:
+    with np.load(tiny_run.paths["fig1.npz"], allow_pickle=False) as z:
         inside = np.asarray(data.in_disks(z["points"]))
         for key in ("delta_linearized", "delta_alpha100"):
             d = z[key][-1]
@@ -138,67 +155,76 @@ def test_fig1_qualitative_on_tiny_run(tiny_run):
 # ------------------------------------------------------------ direct library
 
 @pytest.fixture(scope="module")
-def modest():
-    return yinyang.run_yinyang(**MODEST)
+def result(tiny_run) -> yinyang.YinYangResult:
+    """The library result of the tiny driver run (4 seeds: enough for the finding)."""
+    return tiny_run.result
 
 
-def test_result_shapes(modest):
-    r, t, m = MODEST["num_runs"], len(MODEST["thresholds"]), MODEST["grid_resolution"] ** 2
-    assert modest.regimes == REGIMES
-    np.testing.assert_allclose(modest.thresholds, MODEST["thresholds"], rtol=1e-6)
-    assert modest.grid.shape == (m, 2)
-    assert modest.train_points.shape == (r, 100, 2) and modest.train_labels.shape == (r, 100)
+@pytest.fixture(scope="module")
+def kw(tiny_run) -> dict[str, Any]:
+    """The ``run_yinyang`` arguments of ``result``."""
+    return tiny_run.kwargs
+
+
+def test_result_shapes(result, kw):
+    assert kw["regimes"] == REGIMES
+    r, t, m = kw["num_runs"], len(kw["thresholds"]), kw["grid_resolution"] ** 2
+    n = kw["n_train"]
+    assert result.regimes == REGIMES
+    np.testing.assert_allclose(result.thresholds, kw["thresholds"], rtol=1e-6)
+    assert result.grid.shape == (m, 2)
+    assert result.train_points.shape == (r, n, 2) and result.train_labels.shape == (r, n)
     for name in REGIMES:
-        assert modest.loss_curves[name].shape == (r, MODEST["num_steps"])
-        assert modest.crossings[name].shape == (r, t)
-        assert modest.test_losses[name].shape == (r, t, m)
+        assert result.loss_curves[name].shape == (r, kw["num_steps"])
+        assert result.crossings[name].shape == (r, t)
+        assert result.test_losses[name].shape == (r, t, m)
     # Each run has its own training set.
-    assert not np.array_equal(modest.train_points[0], modest.train_points[1])
+    assert not np.array_equal(result.train_points[0], result.train_points[1])
 
 
-def test_crossings_match_host_first_crossings(modest):
+def test_crossings_match_host_first_crossings(result):
     for name in REGIMES:
-        got = modest.crossings[name]
-        want = progress.first_crossings(modest.loss_curves[name], modest.thresholds)
+        got = result.crossings[name]
+        want = progress.first_crossings(result.loss_curves[name], result.thresholds)
         np.testing.assert_array_equal(got, want, err_msg=name)
         assert (got[:, 0] >= 0).all()                 # the first threshold is easy
     # The non-linear regime is the fast one (paper: it trains faster overall).
-    assert np.all(modest.crossings["alpha=1"][:, 0] < modest.crossings["linearized"][:, 0])
+    assert np.all(result.crossings["alpha=1"][:, 0] < result.crossings["linearized"][:, 0])
 
 
-def test_stop_when_crossed_only_cuts_after_every_crossing(modest):
+def test_stop_when_crossed_only_cuts_after_every_crossing(result):
     for name in REGIMES:
-        curves = modest.loss_curves[name]
+        curves = result.loss_curves[name]
         nan_steps = np.flatnonzero(np.isnan(curves).all(axis=0))
         assert np.array_equal(np.isnan(curves).any(0), np.isnan(curves).all(0))
         if nan_steps.size:
-            assert (modest.crossings[name] >= 0).all()
-            assert nan_steps[0] > modest.crossings[name].max()
+            assert (result.crossings[name] >= 0).all()
+            assert nan_steps[0] > result.crossings[name].max()
             assert np.array_equal(nan_steps, np.arange(nan_steps[0], curves.shape[1]))
     # alpha=1 reaches every threshold in every run within 2000 steps here.
-    assert np.isnan(modest.loss_curves["alpha=1"][:, -1]).all()
+    assert np.isnan(result.loss_curves["alpha=1"][:, -1]).all()
 
 
-def test_delta_equals_numpy_masked_mean(modest):
+def test_delta_equals_numpy_masked_mean(result, kw):
     for nonlinear, linear in (("alpha=1", "linearized"), ("alpha=1", "alpha=100")):
-        mean, counts = modest.delta(nonlinear, linear)
-        used = (modest.crossings[nonlinear] >= 0) & (modest.crossings[linear] >= 0)
-        diff = (modest.test_losses[nonlinear].astype(np.float64)
-                - modest.test_losses[linear].astype(np.float64))
+        mean, counts = result.delta(nonlinear, linear)
+        used = (result.crossings[nonlinear] >= 0) & (result.crossings[linear] >= 0)
+        diff = (result.test_losses[nonlinear].astype(np.float64)
+                - result.test_losses[linear].astype(np.float64))
         np.testing.assert_array_equal(counts, used.sum(0))
-        for t in range(len(modest.thresholds)):
+        for t in range(len(result.thresholds)):
             if used[:, t].any():
                 np.testing.assert_allclose(mean[t], diff[used[:, t], t].mean(0),
                                            rtol=1e-4, atol=1e-6)
             else:
                 assert np.isnan(mean[t]).all()
     # Some run misses the last threshold in the linear regime (not all used).
-    assert modest.delta("alpha=1", "linearized")[1][-1] < MODEST["num_runs"]
+    assert result.delta("alpha=1", "linearized")[1][-1] < kw["num_runs"]
 
 
-def _reconstruct_run(seed, run, n_train=100, hidden=(60, 60, 60)):
-    module = models.get_model("mlp", features=hidden, num_outputs=1)
-    key = jax.random.fold_in(jax.random.PRNGKey(seed), run)
+def _reconstruct_run(seed, run, n_train, hidden):
+    module = models.get_model("mlp", features=tuple(hidden), num_outputs=1)
+    key = rng.jax_key(seed, run)
     k_data, k_init = jax.random.split(key)
     x, y = data.sample_train(k_data, n_train)
     params0, _ = models.init_model(module, k_init, x)
@@ -206,18 +232,18 @@ def _reconstruct_run(seed, run, n_train=100, hidden=(60, 60, 60)):
 
 
 @pytest.mark.parametrize("name", REGIMES)
-def test_grid_loss_at_crossing_matches_independent_retraining(modest, name):
+def test_grid_loss_at_crossing_matches_independent_retraining(result, kw, name):
     """Retrain one run in parameter space (unbatched, plain loop) up to its
     crossing step and evaluate the grid: equals the in-scan snapshot's loss."""
     run, t = 0, 1
-    apply_fn, params0, x, y = _reconstruct_run(MODEST["seed"], run)
-    np.testing.assert_array_equal(np.asarray(x), modest.train_points[run])
-    np.testing.assert_array_equal(np.asarray(y), modest.train_labels[run])
+    apply_fn, params0, x, y = _reconstruct_run(kw["seed"], run, kw["n_train"], kw["hidden"])
+    np.testing.assert_array_equal(np.asarray(x), result.train_points[run])
+    np.testing.assert_array_equal(np.asarray(y), result.train_labels[run])
     regime = parse_regime(name)
-    opt = train.regime_optimizer(regime, "sgd", MODEST["learning_rate"])
+    opt = train.regime_optimizer(regime, "sgd", kw["learning_rate"])
     step_fn = jax.jit(train.make_train_step(apply_fn, regime, opt))
     state = train.init_state(regime, params0, opt)
-    crossing = int(modest.crossings[name][run, t])
+    crossing = int(result.crossings[name][run, t])
     assert crossing > 0
     losses = []
     for _ in range(crossing + 1):
@@ -226,23 +252,23 @@ def test_grid_loss_at_crossing_matches_independent_retraining(modest, name):
         if len(losses) <= crossing:
             state = new_state
     # The independent curve crosses at the same step (with a float32 margin check).
-    np.testing.assert_allclose(losses, modest.loss_curves[name][run, :crossing + 1],
+    np.testing.assert_allclose(losses, result.loss_curves[name][run, :crossing + 1],
                                rtol=2e-4, atol=1e-6)
-    assert losses[crossing] <= MODEST["thresholds"][t] + 1e-6
-    assert min(losses[:crossing]) > MODEST["thresholds"][t] - 1e-6
-    grid = data.grid_points(MODEST["grid_resolution"])
+    assert losses[crossing] <= kw["thresholds"][t] + 1e-6
+    assert min(losses[:crossing]) > kw["thresholds"][t] - 1e-6
+    grid = data.grid_points(kw["grid_resolution"])
     want = jax.jit(train.evaluate, static_argnums=(0, 1))(
         apply_fn, regime, params0, state.params, grid, data.yinyang_labels(grid))[0]
-    np.testing.assert_allclose(modest.test_losses[name][run, t], np.asarray(want),
+    np.testing.assert_allclose(result.test_losses[name][run, t], np.asarray(want),
                                rtol=2e-3, atol=2e-4)
 
 
-def test_fig1_finding_on_modest_run(modest):
+def test_fig1_finding_from_library_delta(result):
     """Paper: Δloss (alpha=1 minus linearized) at the last threshold is higher
     inside the flipped disks than outside."""
-    inside = np.asarray(data.in_disks(modest.grid))
+    inside = np.asarray(data.in_disks(result.grid))
     assert 0 < inside.sum() < inside.size
-    delta, used = modest.delta("alpha=1", "linearized")
+    delta, used = result.delta("alpha=1", "linearized")
     assert used[-1] >= 3
     d = delta[-1]
     assert d[inside].mean() > d[~inside].mean() + 0.05
@@ -263,9 +289,20 @@ def test_same_seed_is_deterministic(small_pair):
     assert (a.crossings["alpha=1"] >= 0).all()
 
 
-def test_different_seed_differs(small_pair):
-    a, _ = small_pair
-    c = yinyang.run_yinyang(seed=2, **dict(SMALL, regimes=["alpha=1"]))
+@pytest.fixture(scope="module")
+def other_seed():
+    """Seed 2, alpha=1 only, 20 steps never stopped, in 3 uneven segments: the
+    ``(done, total)`` calls of the progress callback are kept."""
+    calls = []
+    res = yinyang.run_yinyang(
+        seed=2, **dict(SMALL, regimes=["alpha=1"], num_steps=20, segments=3,
+                       stop_when_crossed=False),
+        callback=lambda done, total, seconds: calls.append((done, total)))
+    return res, calls
+
+
+def test_different_seed_differs(small_pair, other_seed):
+    (a, _), (c, _) = small_pair, other_seed
     assert not np.array_equal(a.train_points, c.train_points)
     first = slice(0, 20)                         # before any regime stops
     assert not np.allclose(a.loss_curves["alpha=1"][:, first],
@@ -274,12 +311,9 @@ def test_different_seed_differs(small_pair):
     np.testing.assert_allclose(c.loss_curves["alpha=1"][:, 0], np.log(2.0), rtol=1e-5)
 
 
-def test_callback_follows_segments():
-    calls = []
-    res = yinyang.run_yinyang(seed=3, **dict(SMALL, regimes=["alpha=1"], num_steps=8,
-                                             segments=3, stop_when_crossed=False),
-                              callback=lambda done, total, s: calls.append((done, total)))
-    assert calls == [(2, 8), (5, 8), (8, 8)]
+def test_callback_follows_segments(other_seed):
+    res, calls = other_seed
+    assert calls == [(6, 20), (13, 20), (20, 20)]   # segment bounds rounded down
     assert not np.isnan(res.loss_curves["alpha=1"]).any()
 
 
@@ -309,68 +343,84 @@ def test_bad_thresholds_rejected_before_training():
 
 LOG_LINE = re.compile(r"^[IWEF]\d{4} ")            # absl log lines
 
-
-def _cli(tmp_path, *overrides):
-    workdir = tmp_path / "work"
-    proc = subprocess.run(
-        [sys.executable, "main.py", "--config=configs/yinyang_tiny.py",
-         f"--workdir={workdir}", *overrides],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
-    messages = [l for l in proc.stderr.splitlines() if l.strip() and not LOG_LINE.match(l)]
-    return proc, messages, workdir
-
-
-def _assert_clean_error(proc, messages, *needles):
-    assert proc.returncode != 0, proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert len(messages) == 1, proc.stderr
-    assert messages[0].startswith("main.py: error:"), messages
-    for needle in needles:
-        assert needle in messages[0], messages
+# Each failing command: its --config overrides and what its one error line names.
+CLI_ERRORS = {
+    "linear_alpha_zero": (["--config.linear_alpha=0"], ["alpha"]),
+    "nonlinear_alpha_negative": (["--config.nonlinear_alpha=-1"], ["alpha"]),
+    "unknown_key": (["--config.bogus=1"], ["bogus"]),
+    "thresholds_never_reached": (
+        ["--config.num_steps=5", "--config.num_runs=2", "--config.grid_resolution=4",
+         "--config.hidden=(8,)", "--config.n_train=10"], ["num_steps", "within 5 steps"]),
+    "unknown_experiment": (["--config.experiment=nope"],
+                           ["unknown experiment 'nope'", "yinyang"]),
+    "increasing_thresholds": (["--config.thresholds=(0.5,0.6)"], ["strictly decreasing"]),
+    "thresholds_outside_the_loss_range": (["--config.thresholds=(0.8,0.5)"],
+                                          ["must lie in (0, 0.6931)"]),
+    "workdir_is_a_file": ([], ["not a directory"]),   # the workdir is made a file first
+}
 
 
-@pytest.mark.parametrize("override", ["--config.linear_alpha=0",
-                                      "--config.nonlinear_alpha=-1"])
-def test_cli_bad_alpha(tmp_path, override):
-    proc, messages, workdir = _cli(tmp_path, override)
-    _assert_clean_error(proc, messages, "alpha")
-    assert not workdir.exists()
+class CliRun(NamedTuple):
+    """One finished ``main.py`` command."""
+
+    returncode: int
+    stderr: str
+    messages: list[str]          # stderr lines other than absl log lines
+    workdir: pathlib.Path
 
 
-def test_cli_unknown_key_has_no_traceback(tmp_path):
-    proc, messages, workdir = _cli(tmp_path, "--config.bogus=1")
-    _assert_clean_error(proc, messages, "bogus")
-    assert not workdir.exists()
+@pytest.fixture(scope="module", autouse=True)
+def cli_commands(tmp_path_factory):
+    """Starts every command of ``CLI_ERRORS`` with the module: they run in their own
+    processes, on the core the in-process tests leave idle, until the CLI tests
+    collect them; any still running at the end is killed."""
+    started = {}
+    try:
+        for name, (overrides, _) in CLI_ERRORS.items():
+            workdir = tmp_path_factory.mktemp(name) / "work"
+            if name == "workdir_is_a_file":
+                workdir.write_text("x")
+            started[name] = workdir, subprocess.Popen(
+                [sys.executable, "main.py", "--config=configs/yinyang_tiny.py",
+                 f"--workdir={workdir}", *overrides],
+                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        yield started
+    finally:
+        for _, proc in started.values():
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
 
 
-def test_cli_thresholds_never_reached(tmp_path):
-    proc, messages, workdir = _cli(tmp_path, "--config.num_steps=5", "--config.num_runs=2",
-                                   "--config.grid_resolution=4", "--config.hidden=(8,)",
-                                   "--config.n_train=10")
-    _assert_clean_error(proc, messages, "num_steps", "within 5 steps")
-    assert not workdir.exists() or os.listdir(workdir) == []
+@pytest.fixture(scope="module")
+def cli_runs(cli_commands) -> dict[str, CliRun]:
+    """The commands of ``CLI_ERRORS``, finished."""
+    finished = {}
+    for name, (workdir, proc) in cli_commands.items():
+        _, stderr = proc.communicate(timeout=300)
+        messages = [l for l in stderr.splitlines() if l.strip() and not LOG_LINE.match(l)]
+        finished[name] = CliRun(proc.returncode, stderr, messages, workdir)
+    return finished
 
 
-def test_cli_unknown_experiment(tmp_path):
-    proc, messages, workdir = _cli(tmp_path, "--config.experiment=nope")
-    _assert_clean_error(proc, messages, "unknown experiment 'nope'", "yinyang")
-    assert not workdir.exists()
+@pytest.mark.parametrize("name", list(CLI_ERRORS))
+def test_cli_error_is_one_clean_line(cli_runs, name):
+    """Exit status 1, one ``main.py: error:`` line naming the problem, no traceback."""
+    run = cli_runs[name]
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    assert len(run.messages) == 1, run.stderr
+    assert run.messages[0].startswith("main.py: error:"), run.messages
+    for needle in CLI_ERRORS[name][1]:
+        assert needle in run.messages[0], run.messages
 
 
-def test_cli_increasing_thresholds(tmp_path):
-    proc, messages, workdir = _cli(tmp_path, "--config.thresholds=(0.5,0.6)")
-    _assert_clean_error(proc, messages, "strictly decreasing")
-    assert not workdir.exists()
+@pytest.mark.parametrize("name", [n for n in CLI_ERRORS if n != "workdir_is_a_file"])
+def test_cli_error_writes_nothing(cli_runs, name):
+    assert not cli_runs[name].workdir.exists()
 
 
-def test_cli_thresholds_outside_the_loss_range(tmp_path):
-    proc, messages, workdir = _cli(tmp_path, "--config.thresholds=(0.8,0.5)")
-    _assert_clean_error(proc, messages, "must lie in (0, 0.6931)")
-    assert not workdir.exists()
-
-
-def test_cli_workdir_is_a_file(tmp_path):
-    (tmp_path / "work").write_text("x")
-    proc, messages, _ = _cli(tmp_path)
-    _assert_clean_error(proc, messages, "not a directory")
-    assert (tmp_path / "work").read_text() == "x"
+def test_cli_leaves_a_file_workdir_alone(cli_runs):
+    assert cli_runs["workdir_is_a_file"].workdir.read_text() == "x"
