@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+import jax
 import numpy as np
 from absl import logging
 import ml_collections
@@ -83,6 +84,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     paths = {name: os.path.join(workdir, name)
              for name in ("config.json", "metrics.jsonl", "fig1.npz", "fig1.png")}
+    if jax.process_index() == 0:                     # one process writes
+        _write(paths, config, result, deltas, runs_used, (nonlinear, linear))
+    return paths
+
+
+def _write(paths: dict, config, result: yinyang.YinYangResult, deltas: dict,
+           runs_used: np.ndarray, compared: tuple[str, str]) -> None:
+    """config.json, metrics.jsonl, fig1.npz and fig1.png, each written atomically."""
+    nonlinear, linear = compared
     records.write_json(paths["config.json"], config.to_dict())
     records.write_jsonl(paths["metrics.jsonl"], _metrics(result, config.num_steps))
     records.write_npz(
@@ -98,4 +108,3 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         loss_curves={n: result.loss_curves[n] for n in (nonlinear, linear)},
         thresholds=result.thresholds, delta_maps=deltas, grid_points=result.grid)
     logging.info("yinyang: wrote %s", ", ".join(paths.values()))
-    return paths
