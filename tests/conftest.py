@@ -1,7 +1,31 @@
-"""Shared test fixtures."""
+"""Shared test fixtures, and one compilation cache for the whole test session.
 
-import jax
-import pytest
+Many tests compile the same small programs, in-process and in the ``main.py``
+subprocesses they start (which inherit the environment). JAX's persistent
+compilation cache, in a directory of this session only, compiles each once: a
+cached executable is the same machine code, so no number changes. The first
+process to import this file (pytest, or its controller when tests run in
+parallel workers) makes the directory; the workers inherit it.
+"""
+
+import os
+import shutil
+import tempfile
+
+_OWN_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _OWN_CACHE = tempfile.mkdtemp(prefix="lazy_hasty_jax_cache_")
+    os.environ.update(JAX_COMPILATION_CACHE_DIR=_OWN_CACHE,
+                      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+
+import jax  # noqa: E402  (reads the cache settings above)
+import pytest  # noqa: E402
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE is not None:
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
 @pytest.fixture

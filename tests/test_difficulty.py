@@ -231,6 +231,8 @@ def test_cifar10_driver_runs_under_tfds_mock_data(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
     config = _cifar_config("/nonexistent/tfds_dir")     # mock_data replaces the data dir
     config.train_size = fakes.N_TRAIN - 10
+    # The loader is under test here; the ResNet18 path is the tiny-dataset test's.
+    config.model, config.model_kwargs = "mlp", ml_collections.ConfigDict({"features": (16,)})
     with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE,
                                 as_data_source_fn=fakes.mock_cifar10_source):
         run = checks.run(config, tmp_path / "work")
