@@ -8,8 +8,8 @@ same seed always gives the same records.
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
-import jax
 import numpy as np
 
 
@@ -22,8 +22,11 @@ def numpy_rng(seed: int, *stream: int | str) -> np.random.Generator:
     return np.random.default_rng([int(seed), *(_word(p) for p in stream)])
 
 
-def jax_key(seed: int, *stream: int) -> jax.Array:
-    """The JAX PRNG key of stream ``stream`` of ``seed`` (``PRNGKey(seed)`` folded in)."""
+def jax_key(seed: int, *stream: int) -> Any:
+    """The JAX PRNG key of stream ``stream`` of ``seed`` (``PRNGKey(seed)`` folded in).
+
+    JAX is imported here, so the numpy streams work without it."""
+    import jax
     key = jax.random.PRNGKey(seed)
     for part in stream:
         key = jax.random.fold_in(key, part)
