@@ -17,8 +17,9 @@ When every seed is done, the script aggregates (unless ``--noaggregate``), as
 the difficulty spec in the seeds' ``summary.json`` says:
 ``DIR/fig4.png`` (:func:`lazy_hasty.plots.plot_seed_bands`: one panel per
 group of the spec's panels, against its progress measure) and
-``DIR/seeds_summary.json`` (each seed's ``summary.json``, the spec, and the
-mean, min and max over seeds of each of the spec's statistics).
+``DIR/seeds_summary.json`` (each seed's ``summary.json``, the spec, and for each of the spec's statistics the mean
+over seeds with a 95 % Student-t interval (2 seeds or more), the number of
+seeds of each sign, min, max, and every seed's own bootstrap interval).
 
 ``--print_commands`` prints one self-contained shell command per pending seed
 (absolute paths) and exits without running anything.
@@ -53,7 +54,7 @@ if ROOT not in sys.path:
 
 from absl import app, flags  # noqa: E402
 
-from lazy_hasty import records  # noqa: E402
+from lazy_hasty import inference, records  # noqa: E402
 from lazy_hasty.difficulty import DifficultySpec  # noqa: E402
 
 MAIN = os.path.join(ROOT, "main.py")
@@ -116,12 +117,13 @@ def seed_command(config: str, workdir: str, seed: int, overrides: list[str]) -> 
             f"--workdir={seed_dir(workdir, seed)}", *overrides]
 
 
-def _stats(values: list) -> dict:
-    kept = [float(v) for v in values if v is not None]
-    if not kept:
-        return {"values": values, "num_seeds": 0, "mean": None, "min": None, "max": None}
-    return {"values": values, "num_seeds": len(kept), "mean": sum(kept) / len(kept),
-            "min": min(kept), "max": max(kept)}
+def _stats(key: str, summaries: list[dict | None]) -> dict:
+    """Across-seed mean, 95 % Student-t interval (from 2 seeds) and sign counts of
+    ``key``, with each seed's own bootstrap interval kept alongside."""
+    values = [s.get(key) if s else None for s in summaries]
+    out = inference.across_seeds(values, require_interval=False)
+    out["per_seed_intervals"] = [s.get(f"{key}_interval") if s else None for s in summaries]
+    return out
 
 
 def _read_summaries(workdir: str, seeds: list[int]) -> list[dict | None]:
@@ -146,11 +148,12 @@ def aggregate(config: str, workdir: str, seeds: list[int], overrides: list[str])
                 for k, summary in zip(seeds, summaries)]
     out = {"config": config, "overrides": overrides, "seeds": seeds, "spec": spec.to_dict(),
            "per_seed": per_seed,
-           **{key: _stats([s[key] for s in per_seed]) for key in spec.statistics}}
+           **{key: _stats(key, summaries) for key in spec.statistics}}
     records.write_json(os.path.join(workdir, "seeds_summary.json"), out)
     for key in spec.statistics:
-        print(f"seeds.py: {key} mean {out[key]['mean']} (min {out[key]['min']}, "
-              f"max {out[key]['max']}) over {out[key]['num_seeds']} seed(s)")
+        stats = out[key]
+        print(f"seeds.py: {key} mean {stats['mean']}, 95% interval over seeds "
+              f"{stats['interval']}, {stats['positive']} of {stats['num_seeds']} seed(s) > 0")
     print(f"seeds.py: wrote {os.path.join(workdir, 'seeds_summary.json')}")
     _draw_fig4(workdir, seeds, spec)
 

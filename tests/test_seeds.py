@@ -100,6 +100,14 @@ def test_run_writes_seeds_figure_and_summary(two_seeds):
         assert summary[key]["mean"] == pytest.approx(np.mean(values))
         assert summary[key]["min"] == min(values) and summary[key]["max"] == max(values)
         assert summary[key]["num_seeds"] == 2
+        half = 12.706204736 * np.std(values, ddof=1) / np.sqrt(2)   # t(0.975, 1 dof)
+        assert summary[key]["interval"] == pytest.approx([np.mean(values) - half,
+                                                          np.mean(values) + half])
+        assert summary[key]["positive"] == sum(v > 0 for v in values)
+        assert summary[key]["positive"] + summary[key]["negative"] == 2
+        assert summary[key]["per_seed_intervals"] == [
+            json.load(open(work / f"seed_{k}" / "summary.json"))[f"{key}_interval"]
+            for k in (0, 1)]
     assert summary["seeds"] == [0, 1] and summary["overrides"] == [FAST]
     assert difficulty.DifficultySpec.from_dict(summary["spec"]) == difficulty.label_noise()
 
