@@ -23,9 +23,8 @@ import jax.numpy as jnp
 from lazy_hasty.losses import per_example_loss
 from lazy_hasty.models import get_model, init_model, make_apply_fn
 from lazy_hasty.regimes import Regime
+from lazy_hasty.types import ApplyFn, Params
 
-Params = Any
-ApplyFn = Callable[[Params, jax.Array], jax.Array]
 LR = 0.1
 ALPHA = 100.0
 

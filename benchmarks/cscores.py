@@ -21,6 +21,7 @@ from sklearn.datasets import load_digits
 
 from lazy_hasty.consistency import (DEFAULT_MLP_FEATURES, _prepare_inputs, draw_masks,
                                     train_and_evaluate)
+from lazy_hasty.rng import numpy_rng
 
 
 def measure(model: str, model_kwargs: dict, x: np.ndarray, y: np.ndarray, masks: np.ndarray,
@@ -56,7 +57,7 @@ def main() -> None:
     x = (digits.images / 16.0).astype(np.float32)[: args.n, ..., None]
     y = digits.target.astype(np.int32)[: args.n]
     num_models, steps = (4, 50) if args.quick else (32, 200)
-    masks = draw_masks(np.random.default_rng(0), len(y), 0.6, num_models)
+    masks = draw_masks(numpy_rng(0), len(y), 0.6, num_models)
     configs = [  # (model, kwargs, minibatch size, learning rate)
         ("mlp", {"features": DEFAULT_MLP_FEATURES}, 64, 0.05),
         ("mlp", {"features": DEFAULT_MLP_FEATURES}, None, 0.5),

@@ -51,14 +51,16 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from lazy_hasty import losses, records
-from lazy_hasty.models import get_model
-from lazy_hasty.train import make_optimizer
+from lazy_hasty.models import get_model, init_model, make_apply_fn
+from lazy_hasty.regimes import Regime
+from lazy_hasty.rng import numpy_rng
+from lazy_hasty.train import TrainState, init_state, make_optimizer, make_train_step
 
 DEFAULT_RATIOS = (0.2, 0.4, 0.6, 0.8)
 DEFAULT_MLP_FEATURES = (256,)
+PLAIN = Regime("plain")  # each model is trained as the network itself
 
 
 def draw_masks(rng: np.random.Generator, num_examples: int, ratio: float, num_models: int,
@@ -141,9 +143,9 @@ def _compiled_fns(model: str, model_kwargs: dict, learning_rate: float, momentum
     ``fold_in(root_key, k)`` (one model per call: vmapping threefry initialisers
     compiles several times slower on CPU than looping over models).
     ``train_eval_fn(params, state, data, x, y) -> correct (M, N)`` trains M models
-    in parallel (vmap) for ``steps`` SGD steps, ``data`` being minibatch indices
-    (M, steps, B) or, full-batch, per-example loss weights (M, N), then
-    classifies every example of ``x``.
+    in parallel (vmap) for ``steps`` steps of the engine's ``make_train_step``,
+    ``data`` being minibatch indices (M, steps, B) or, full-batch, per-example
+    loss weights (M, N), then classifies every example of ``x``.
     """
     cache_key = repr((model, sorted(model_kwargs.items()), learning_rate, momentum, steps,
                       full_batch))
@@ -153,35 +155,24 @@ def _compiled_fns(model: str, model_kwargs: dict, learning_rate: float, momentum
     optimizer = make_optimizer("sgd", learning_rate, momentum)
 
     def init_fn(root_key: jax.Array, k: jax.Array, x1: jax.Array) -> tuple[Any, Any]:
-        variables = dict(module.init(jax.random.fold_in(root_key, k), x1))
-        variables.pop("intermediates", None)
-        params = variables.pop("params")
-        return params, variables  # variables: non-trainable state, e.g. frozen BN stats
+        return init_model(module, jax.random.fold_in(root_key, k), x1)  # (params, state)
 
     def one_model(params: Any, state: Any, data: jax.Array, x: jax.Array,
                   y: jax.Array) -> jax.Array:
-        def loss_fn(p: Any, xb: jax.Array, yb: jax.Array, wb: jax.Array | None) -> jax.Array:
-            per_ex = losses.per_example_loss(module.apply({"params": p, **state}, xb), yb)
-            if wb is None:
-                return jnp.mean(per_ex)
-            return jnp.sum(wb * per_ex) / jnp.maximum(jnp.sum(wb), 1.0)
+        apply_fn = make_apply_fn(module, state)
+        train_step = make_train_step(apply_fn, PLAIN, optimizer)
 
-        def step(carry: Any, idx: jax.Array | None) -> tuple[Any, None]:
-            p, opt_state = carry
+        def step(train_state: TrainState, idx: jax.Array | None) -> tuple[TrainState, None]:
             if full_batch:
-                grads = jax.grad(loss_fn)(p, x, y, data)
-            else:
-                grads = jax.grad(loss_fn)(p, x[idx], y[idx], None)
-            updates, opt_state = optimizer.update(grads, opt_state, p)
-            return (optax.apply_updates(p, updates), opt_state), None
+                return train_step(train_state, params, x, y, weights=data)[0], None
+            return train_step(train_state, params, x[idx], y[idx])[0], None
 
-        carry = (params, optimizer.init(params))
+        start = init_state(PLAIN, params, optimizer)
         if full_batch:
-            (params, _), _ = jax.lax.scan(step, carry, None, length=steps)
+            trained, _ = jax.lax.scan(step, start, None, length=steps)
         else:
-            (params, _), _ = jax.lax.scan(step, carry, data)
-        logits = module.apply({"params": params, **state}, x)
-        return losses.per_example_correct(logits, y) > 0
+            trained, _ = jax.lax.scan(step, start, data)
+        return losses.per_example_correct(apply_fn(trained.params, x), y) > 0
 
     fns = (jax.jit(init_fn),
            jax.jit(jax.vmap(one_model, in_axes=(0, 0, 0, None, None))))
@@ -198,7 +189,7 @@ def train_and_evaluate(x: np.ndarray, y: np.ndarray, masks: np.ndarray, *, seed:
     """Train one model per mask row on its subset; return correct (K, N) booleans.
 
     Model ``k`` is initialised from ``fold_in(key(seed), k)`` and draws its
-    minibatch order from ``np.random.default_rng((seed, 1, k))``, so a model's
+    minibatch order from ``numpy_rng(seed, 1, k)``, so a model's
     result does not depend on ``batch_models`` (up to floating-point rounding of
     vmapped versus single-model kernels).
     """
@@ -220,12 +211,57 @@ def train_and_evaluate(x: np.ndarray, y: np.ndarray, masks: np.ndarray, *, seed:
             data = masks[ids].astype(np.float32)
         else:
             data = np.stack([
-                batch_indices(np.random.default_rng((seed, 1, int(k))),
+                batch_indices(numpy_rng(seed, 1, int(k)),
                               np.flatnonzero(masks[k]), steps, batch_size)
                 for k in ids])
         out = train_eval(params, state, jnp.asarray(data), x_dev, y_dev)
         correct[start:stop] = np.asarray(out)[: stop - start]
     return correct
+
+
+def _checked_labels(y: np.ndarray, num_examples: int, num_classes: int, *,
+                    ratios: Sequence[float], models_per_ratio: int, steps: int,
+                    batch_size: int | None, batch_models: int | None) -> np.ndarray:
+    """Validates :func:`estimate_cscores`' arguments; returns ``y`` in the loss's dtype."""
+    y = np.asarray(y)
+    if y.shape != (num_examples,):
+        raise ValueError(f"y must have shape ({num_examples},), got {y.shape}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if models_per_ratio < 1 or steps < 0:
+        raise ValueError("models_per_ratio must be >= 1 and steps >= 0")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
+    if batch_models is not None and batch_models < 1:
+        raise ValueError(f"batch_models must be >= 1 or None, got {batch_models}")
+    if len(ratios) == 0:
+        raise ValueError("need at least one ratio")
+    return y.astype(np.float32 if num_classes == 1 else np.int32)
+
+
+def _full_model_kwargs(model: str, model_kwargs: dict | None, num_classes: int) -> dict:
+    """``model_kwargs`` with the defaults: ``num_classes`` outputs, MLP hidden widths."""
+    kwargs = dict(model_kwargs or {})
+    kwargs.setdefault("num_outputs", num_classes)
+    if model == "mlp":
+        kwargs["features"] = tuple(kwargs.get("features", DEFAULT_MLP_FEATURES))
+    return kwargs
+
+
+def _mean_profile(profiles: np.ndarray, models_per_ratio: int) -> np.ndarray:
+    """Mean over the ratios (R, N) -> (N,) of the profiles, warning about uncovered examples."""
+    missing = np.isnan(profiles)
+    if missing.any():
+        n_partial = int((missing.any(0) & ~missing.all(0)).sum())
+        n_none = int(missing.all(0).sum())
+        warnings.warn(
+            f"C-scores: {n_partial} examples were not held out by any model of some ratio "
+            f"(those ratios are left out of their average) and {n_none} by no model at all "
+            f"(NaN); increase models_per_ratio (now {models_per_ratio})", RuntimeWarning,
+            stacklevel=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns -> NaN
+        return np.nanmean(profiles, axis=0)
 
 
 def estimate_cscores(x: np.ndarray, y: np.ndarray, num_classes: int, *, seed: int,
@@ -261,51 +297,22 @@ def estimate_cscores(x: np.ndarray, y: np.ndarray, num_classes: int, *, seed: in
       (N,) float64 C-scores; NaN (with a warning) for examples no model held out.
     """
     x = _prepare_inputs(x, model)
-    y = np.asarray(y)
     num_examples = x.shape[0]
-    if y.shape != (num_examples,):
-        raise ValueError(f"y must have shape ({num_examples},), got {y.shape}")
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    if models_per_ratio < 1 or steps < 0:
-        raise ValueError("models_per_ratio must be >= 1 and steps >= 0")
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
-    if batch_models is not None and batch_models < 1:
-        raise ValueError(f"batch_models must be >= 1 or None, got {batch_models}")
-    if len(ratios) == 0:
-        raise ValueError("need at least one ratio")
-    y = y.astype(np.float32 if num_classes == 1 else np.int32)
-
-    kwargs = dict(model_kwargs or {})
-    kwargs.setdefault("num_outputs", num_classes)
-    if model == "mlp":
-        kwargs["features"] = tuple(kwargs.get("features", DEFAULT_MLP_FEATURES))
-
+    y = _checked_labels(y, num_examples, num_classes, ratios=ratios,
+                        models_per_ratio=models_per_ratio, steps=steps,
+                        batch_size=batch_size, batch_models=batch_models)
     masks = np.concatenate([
-        draw_masks(np.random.default_rng((seed, 0, r_idx)), num_examples, r,
-                   models_per_ratio, balanced)
+        draw_masks(numpy_rng(seed, 0, r_idx), num_examples, r, models_per_ratio, balanced)
         for r_idx, r in enumerate(ratios)])                       # (R*K, N)
     correct = train_and_evaluate(
-        x, y, masks, seed=seed, model=model, model_kwargs=kwargs, steps=steps,
+        x, y, masks, seed=seed, model=model,
+        model_kwargs=_full_model_kwargs(model, model_kwargs, num_classes), steps=steps,
         learning_rate=learning_rate, momentum=momentum, batch_size=batch_size,
         batch_models=batch_models)
-
     K = models_per_ratio
     profiles = np.stack([aggregate(correct[i * K:(i + 1) * K], masks[i * K:(i + 1) * K])
                          for i in range(len(ratios))])            # (R, N)
-    missing = np.isnan(profiles)
-    if missing.any():
-        n_partial = int((missing.any(0) & ~missing.all(0)).sum())
-        n_none = int(missing.all(0).sum())
-        warnings.warn(
-            f"C-scores: {n_partial} examples were not held out by any model of some ratio "
-            f"(those ratios are left out of their average) and {n_none} by no model at all "
-            f"(NaN); increase models_per_ratio (now {models_per_ratio})", RuntimeWarning,
-            stacklevel=2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns -> NaN
-        return np.nanmean(profiles, axis=0)
+    return _mean_profile(profiles, models_per_ratio)
 
 
 _CACHE_VERSION = 1  # bump when the estimator or its defaults change meaning

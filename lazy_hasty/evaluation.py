@@ -9,14 +9,16 @@ set (paper, Appendix A).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lazy_hasty import linearity, losses, models, ntk
-from lazy_hasty.regimes import ApplyFn, Params, Regime
+from lazy_hasty import linearity, models, ntk, train
+from lazy_hasty.regimes import Regime
+from lazy_hasty.types import ApplyFn, Params
 
 
 class GroupEvaluator:
@@ -43,10 +45,7 @@ class GroupEvaluator:
 
     def _fn(self, apply_fn: ApplyFn, regime: Regime):
         if regime.name not in self._fns:
-            def batch(params0, params, x, y):
-                logits = regime.predict(apply_fn, params0, params, x)
-                return losses.per_example_loss(logits, y), losses.per_example_correct(logits, y)
-            self._fns[regime.name] = jax.jit(batch)
+            self._fns[regime.name] = jax.jit(functools.partial(train.evaluate, apply_fn, regime))
         return self._fns[regime.name]
 
     def per_example(self, apply_fn: ApplyFn, regime: Regime, params0: Params,

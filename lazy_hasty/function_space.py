@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from lazy_hasty import losses
-from lazy_hasty.regimes import ApplyFn, Params
+from lazy_hasty.types import ApplyFn, Params
 
 
 class KernelState(NamedTuple):

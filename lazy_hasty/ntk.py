@@ -33,9 +33,8 @@ import jax.numpy as jnp
 
 from lazy_hasty import ntk_structured
 from lazy_hasty.ntk_structured import after
+from lazy_hasty.types import ApplyFn, Params
 
-Params = Any
-ApplyFn = Callable[[Params, jax.Array], jax.Array]
 NtkFn = Callable[[Params, jax.Array, Optional[jax.Array]], jax.Array]
 MAX_UNROLLED = 64   # unrolled chunk evaluations; compile time grows with them
 

@@ -10,25 +10,25 @@ Given a network ``f(params, x)`` and its initialisation ``params0``:
   params0)``, the exact first-order model, computed with ``jax.jvp`` (the
   Jacobian is never materialised).
 
-``Regime`` packages the same maths for the training engine, with ``params0``
-passed as an explicit argument so that XLA cannot fold it into constants. The
-exact linearized regime is the ``alpha -> inf`` limit of the rescaled one: it
-trains ``w = alpha (params - params0)`` from zero with the unscaled learning
-rate and predicts ``J(params0, x) w``.
+``Regime`` holds this maths once, for the training engine and for the two
+functions above, with ``params0`` passed as an explicit argument so that XLA
+cannot fold it into constants. The exact linearized regime is the ``alpha ->
+inf`` limit of the rescaled one: it trains ``w = alpha (params - params0)`` from
+zero with the unscaled learning rate and predicts ``J(params0, x) w``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
 
-Params = Any
-ApplyFn = Callable[[Params, jax.Array], jax.Array]
+from lazy_hasty.types import ApplyFn, Params  # re-exported: ``regimes.ApplyFn`` still works
 
 
 def _sub(a: Params, b: Params) -> Params:
@@ -42,7 +42,11 @@ def jvp_at(apply_fn: ApplyFn, params0: Params, tangent: Params,
 
 
 def linearize(apply_fn: ApplyFn, params0: Params) -> ApplyFn:
-    """First-order Taylor expansion of ``apply_fn`` around ``params0`` (eq. 3)."""
+    """First-order Taylor expansion of ``apply_fn`` around ``params0`` (eq. 3).
+
+    ``f(params0, x)`` plus the ``Regime("linearized")`` output at ``w = params -
+    params0``; both come from the one ``jvp_at`` pass that regime uses.
+    """
 
     def f_lin(params: Params, x: jax.Array) -> jax.Array:
         f0, df = jvp_at(apply_fn, params0, _sub(params, params0), x)
@@ -62,21 +66,13 @@ def check_alpha(alpha: float) -> float:
 
 def rescale(apply_fn: ApplyFn, params0: Params, alpha: float
             ) -> Callable[..., jax.Array]:
-    """``alpha * (f(params, x) - f(params0, x))`` (eq. 4).
+    """``f_alpha(params, x, f0=None) = alpha * (f(params, x) - f(params0, x))`` (eq. 4).
 
-    The returned function takes an optional ``f0`` (``f(params0, x)``, e.g. from
-    ``initial_outputs``) so a fixed training set does not pay for a second
-    forward pass at every step.
+    ``Regime("rescaled", alpha).predict`` bound to the network. The optional
+    ``f0`` (``f(params0, x)``, e.g. from ``initial_outputs``) spares a fixed
+    training set a second forward pass at every step.
     """
-    alpha = check_alpha(alpha)
-
-    def f_alpha(params: Params, x: jax.Array,
-                f0: Optional[jax.Array] = None) -> jax.Array:
-        if f0 is None:
-            f0 = apply_fn(params0, x)
-        return alpha * (apply_fn(params, x) - f0)
-
-    return f_alpha
+    return functools.partial(Regime("rescaled", alpha).predict, apply_fn, params0)
 
 
 def rescaled_learning_rate(lr: float, alpha: float) -> float:

@@ -1,7 +1,7 @@
 """The training engine shared by every experiment: state, optimiser, jitted step.
 
-A step is a pure function ``step(state, params0, x, y, f0=None) -> (state,
-measurements)``; ``params0`` and the data are arguments (never closure
+A step is a pure function ``step(state, params0, x, y, f0=None, weights=None) ->
+(state, measurements)``; ``params0`` and the data are arguments (never closure
 constants), so the same compiled step serves all regimes' shapes, can be
 ``vmap``-ed over seeds and ``scan``-ned over steps (full-batch runs), or fed
 sharded minibatches (image runs).
@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import optax
 
 from lazy_hasty import losses
-from lazy_hasty.regimes import ApplyFn, Params, Regime
+from lazy_hasty.regimes import Regime
+from lazy_hasty.types import ApplyFn, Params
 
 OPTIMIZERS = ("sgd",)
 
@@ -52,27 +53,37 @@ def init_state(regime: Regime, params0: Params,
     return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
 
 
+def _mean(values: jax.Array, weights: Optional[jax.Array]) -> jax.Array:
+    """Mean of ``values``, or ``sum(w v) / max(sum(w), 1)``: the mean over a 0/1 mask."""
+    if weights is None:
+        return jnp.mean(values)
+    return jnp.sum(weights * values) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
 def make_train_step(apply_fn: ApplyFn, regime: Regime,
                     optimizer: optax.GradientTransformation) -> Callable[..., Any]:
     """Un-jitted step on the mean per-example loss of the regime's output.
 
+    Optional per-example ``weights`` turn the mean into a weighted mean, so that
+    full-batch GD can train on a subset given as a 0/1 mask (C-scores).
     Measurements are taken at the parameters *before* the update, so the loss
     reported at step ``s`` is that of ``state.params`` at step ``s``.
     """
 
-    def loss_fn(params, params0, x, y, f0):
+    def loss_fn(params, params0, x, y, f0, weights):
         logits = regime.predict(apply_fn, params0, params, x, f0)
-        return jnp.mean(losses.per_example_loss(logits, y)), logits
+        return _mean(losses.per_example_loss(logits, y), weights), logits
 
     def step(state: TrainState, params0: Params, x: jax.Array, y: jax.Array,
-             f0: Optional[jax.Array] = None) -> tuple[TrainState, dict[str, jax.Array]]:
+             f0: Optional[jax.Array] = None, weights: Optional[jax.Array] = None
+             ) -> tuple[TrainState, dict[str, jax.Array]]:
         (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params, params0, x, y, f0)
+            state.params, params0, x, y, f0, weights)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         measurements = {
             "train_loss": loss,
-            "train_accuracy": jnp.mean(losses.per_example_correct(logits, y)),
+            "train_accuracy": _mean(losses.per_example_correct(logits, y), weights),
             "grad_norm": optax.tree.norm(grads),
         }
         return TrainState(params, opt_state, state.step + 1), measurements

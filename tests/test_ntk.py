@@ -1,5 +1,7 @@
 """Empirical NTK implementations against a float64 brute-force oracle and each other."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -9,16 +11,34 @@ from jax.flatten_util import ravel_pytree
 
 from lazy_hasty import models, ntk, ntk_structured
 
-# name -> (model kwargs, input shape of one example)
+
+@pytest.fixture(scope="module", autouse=True)
+def quick_compiles():
+    """Skips XLA's optimisation passes in this module, ~2x faster in all.
+
+    Its cost is compiling many kernels on tiny inputs; the checks are tolerances
+    on the maths, not the rounding of optimised kernels. The caches are cleared
+    after so no kernel compiled here serves another module.
+    """
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", before)
+    jax.clear_caches()
+
+# name -> (model kwargs, input shape of one example, (n1, n2)). Chunks of 2 then
+# split the MLP's inputs 3 x 2 (a grid of chunks, padded); the conv nets, whose
+# unrolled chunks each compile a copy of the network, get 2 x 1 (still padded).
 SETUPS = {
-    "mlp": (dict(features=(7, 5), num_outputs=3), (4,)),
-    "cnn": (dict(num_outputs=3, width=4), (8, 8, 1)),
-    "resnet": (dict(num_outputs=2, width=2, stem="cifar"), (8, 8, 3)),
+    "mlp": (dict(features=(7, 5), num_outputs=3), (4,), (5, 4)),
+    "cnn": (dict(num_outputs=3, width=4), (8, 8, 1), (3, 2)),
+    "resnet": (dict(num_outputs=2, width=2, stem="cifar"), (8, 8, 3), (3, 2)),
 }
 
 
-def _setup(name, n1=5, n2=4, seed=0):
-    kwargs, shape = SETUPS[name]
+def _setup(name, n1=None, n2=None, seed=0):
+    kwargs, shape, sizes = SETUPS[name]
+    n1, n2 = n1 or sizes[0], n2 or sizes[1]
     module = models.get_model("resnet18" if name == "resnet" else name, **kwargs)
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(seed), 3)
     x1 = jax.random.normal(k1, (n1,) + shape)
@@ -31,13 +51,33 @@ def _to64(*trees):
     return jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), trees)
 
 
-def oracle_ntk(apply_fn, params, x1, x2):
-    """Explicit Jacobian of the ravelled parameters, contracted by hand."""
+def oracle_ntks(apply_fn, params, x1, x2):
+    """``(K(x1, x2), K(x1, x1))`` from one explicit Jacobian of the ravelled
+    parameters on ``[x1; x2]``, contracted by hand."""
     flat, unravel = ravel_pytree(params)
-    jac = jax.jit(jax.jacrev(lambda p, x: apply_fn(unravel(p), x)))
-    j1 = np.asarray(jac(flat, x1))                  # (N, C, P)
-    j2 = j1 if x2 is x1 else np.asarray(jac(flat, x2))
-    return np.einsum("icp,jdp->icjd", j1, j2)
+    x = jnp.concatenate([x1, x2])
+    jac = np.asarray(jax.jit(jax.jacrev(lambda p: apply_fn(unravel(p), x)))(flat))
+    j1, j2 = jac[:len(x1)], jac[len(x1):]           # (N, C, P)
+    return np.einsum("icp,jdp->icjd", j1, j2), np.einsum("icp,jdp->icjd", j1, j1)
+
+
+@functools.cache
+def _float64_case(name):
+    """A float64 set-up and its oracle kernels, shared by the tests that need them."""
+    with jax.enable_x64(True):
+        apply_fn, params, x1, x2 = _setup(name)
+        params, x1, x2 = _to64(params, x1, x2)
+        return apply_fn, params, x1, x2, oracle_ntks(apply_fn, params, x1, x2)
+
+
+def _assert_matches_oracle(apply_fn, params, x1, x2, wants, implementation):
+    """Unchunked and chunked (by 2), with ``x2`` and with ``x2=None``, to 1e-10."""
+    for chunk in (None, 2):
+        for x2_, want in zip((x2, None), wants):
+            got = ntk.empirical_ntk(apply_fn, params, x1, x2_, implementation=implementation,
+                                    chunk_size=chunk)
+            assert got.dtype == jnp.float64 and got.shape == want.shape
+            assert _rel(got, want) <= 1e-10, (implementation, x2_ is None, chunk)
 
 
 def _rel(a, b):
@@ -46,29 +86,17 @@ def _rel(a, b):
 
 @pytest.mark.parametrize("name", list(SETUPS))
 def test_ntk_equals_float64_oracle(name, x64):
-    apply_fn, params, x1, x2 = _setup(name)
-    params, x1, x2 = _to64(params, x1, x2)
-    want12 = oracle_ntk(apply_fn, params, x1, x2)
-    want11 = oracle_ntk(apply_fn, params, x1, x1)
     for impl in ntk.IMPLEMENTATIONS:
-        for chunk in (None, 2):
-            got = ntk.empirical_ntk(apply_fn, params, x1, x2, implementation=impl,
-                                    chunk_size=chunk)
-            assert got.dtype == jnp.float64 and got.shape == want12.shape
-            assert _rel(got, want12) <= 1e-10, (impl, chunk)
-        for chunk in (None, 3):
-            got11 = ntk.empirical_ntk(apply_fn, params, x1, implementation=impl,
-                                      chunk_size=chunk)
-            assert _rel(got11, want11) <= 1e-10, (impl, chunk)
+        _assert_matches_oracle(*_float64_case(name), impl)
 
 
 @pytest.mark.parametrize("name", list(SETUPS))
 def test_implementations_agree_in_float32(name):
-    apply_fn, params, x1, x2 = _setup(name, n1=7, seed=1)
+    apply_fn, params, x1, x2 = _setup(name, seed=1)
     ref = ntk.empirical_ntk(apply_fn, params, x1, x2, implementation="jacobian")
     assert ref.dtype == jnp.float32
     for impl in ntk.IMPLEMENTATIONS:
-        for chunk in (None, 3):
+        for chunk in (None, 2):
             got = ntk.empirical_ntk(apply_fn, params, x1, x2, implementation=impl,
                                     chunk_size=chunk)
             assert _rel(got, ref) <= 1e-5, (impl, chunk)
@@ -107,22 +135,17 @@ def test_structured_handles_assorted_layers(which, x64):
     leaves, treedef = jax.tree_util.tree_flatten(params)
     captured = ntk_structured._run(apply_fn, leaves, treedef, x1)[1]
     assert len(captured) == (5 if which == "assorted" else 0)  # not the circular conv
-    for x2_, want in ((x2, oracle_ntk(apply_fn, params, x1, x2)),
-                      (None, oracle_ntk(apply_fn, params, x1, x1))):
-        for chunk in (None, 2):
-            got = ntk.empirical_ntk(apply_fn, params, x1, x2_, implementation="structured",
-                                    chunk_size=chunk)
-            assert _rel(got, want) <= 1e-10, (x2_ is None, chunk)
+    wants = oracle_ntks(apply_fn, params, x1, x2)
+    _assert_matches_oracle(apply_fn, params, x1, x2, wants, "structured")
 
 
 @pytest.mark.parametrize("gram", [True, False])
 def test_structured_routes_each_equal_the_oracle(gram, monkeypatch, x64):
     # By default the CNN and ResNet mix both routes; here every layer takes one.
     monkeypatch.setattr(ntk_structured, "_gram_is_cheaper", lambda *_: gram)
-    apply_fn, params, x1, x2 = _setup("cnn", n1=3, n2=2)
-    params, x1, x2 = _to64(params, x1, x2)
-    want = oracle_ntk(apply_fn, params, x1, x2)
-    got = ntk.empirical_ntk(apply_fn, params, x1, x2, implementation="structured")
+    apply_fn, params, x1, x2, (want, _) = _float64_case("cnn")
+    fresh = lambda p, x: apply_fn(p, x)        # a new function: not a cached trace
+    got = ntk.empirical_ntk(fresh, params, x1, x2, implementation="structured")
     assert _rel(got, want) <= 1e-10
 
 
@@ -135,7 +158,7 @@ def test_gram_route_is_chosen_where_cheaper():
 
 @pytest.mark.parametrize("x2_is_none", [True, False])
 def test_loop_and_unrolled_chunking_agree(x2_is_none, monkeypatch):
-    apply_fn, params, x1, x2 = _setup("cnn", n1=5, n2=3)
+    apply_fn, params, x1, x2 = _setup("cnn", n1=3, n2=3)     # 2 x 2 chunks, padded
     x2 = None if x2_is_none else x2
     for impl in ntk.IMPLEMENTATIONS:
         unrolled = ntk.empirical_ntk(apply_fn, params, x1, x2, implementation=impl,

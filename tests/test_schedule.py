@@ -53,7 +53,13 @@ def _plateaus(n):      # a sudden drop passes many rungs at once
     return np.where(np.arange(n) < n // 2, 2.0, 0.2)
 
 
-@pytest.mark.parametrize("make", [_decay, _noisy, _plateaus])
+def _down_up_down(n):  # falls, climbs back, then falls again past its first low
+    t = np.arange(n)
+    again = 2.0 * np.exp(-(t - n // 2) / 50.0)
+    return np.where(t < n // 4, 2.0 * np.exp(-t / 50.0), np.where(t < n // 2, 2.0, again))
+
+
+@pytest.mark.parametrize("make", [_decay, _noisy, _plateaus, _down_up_down])
 @pytest.mark.parametrize("num_steps", [1000, 37])
 def test_matches_oracle(make, num_steps):
     losses = make(num_steps)
@@ -64,24 +70,31 @@ def test_matches_oracle(make, num_steps):
     assert got[0] == 0 and got[-1] == num_steps - 1
 
 
+def _extra_records(losses):
+    """Recorded steps that are not log-spaced (progress records), and the EMAs."""
+    got, emas = _run(losses, len(losses))
+    log_steps = set(records.log_spaced_steps(len(losses), 50).tolist())
+    return [s for s in got if s not in log_steps], emas
+
+
 def test_progress_records_beyond_log_steps():
-    num_steps = 1000
-    losses = _decay(num_steps)
-    got, _ = _run(losses, num_steps)
-    log_steps = set(records.log_spaced_steps(num_steps, 50).tolist())
-    extra = [s for s in got if s not in log_steps]
+    extra, _ = _extra_records(_decay(1000))
     # exp(-t/150) crosses a 4% rung every ~6 steps once the EMA lags steadily.
     assert len(extra) > 50
-    # At most one record per step and rungs are never re-crossed on a plateau.
-    assert len(set(got)) == len(got)
+
+
+def test_rungs_passed_once_are_not_recrossed():
+    extra, emas = _extra_records(_down_up_down(1000))
+    first_low = min(emas[:250])
+    # A progress record marks a new low of the EMA: climbing back and falling
+    # again through the rungs passed before (steps 500 to ~750) records nothing.
+    assert all(emas[s] < min(emas[:s]) for s in extra if s > 0)
+    assert not [s for s in extra if s >= 250 and emas[s] > first_low]
+    assert any(s < 250 for s in extra) and any(s >= 750 for s in extra)
 
 
 def test_plateau_drop_gives_one_record_not_one_per_rung():
-    num_steps = 400
-    losses = _plateaus(num_steps)
-    got, emas = _run(losses, num_steps)
-    log_steps = set(records.log_spaced_steps(num_steps, 50).tolist())
-    extra = [s for s in got if s not in log_steps]
+    extra, emas = _extra_records(_plateaus(400))
     # 2.0 -> 0.2 is ~56 rungs of 4%; the EMA takes ~22 steps to fall 10x, so far
     # fewer records than rungs, but some.
     assert 0 < len(extra) < 56

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
+from fakes import torchvision_resnet18_state
 from lazy_hasty.models import init_model, make_apply_fn
 from lazy_hasty.models.resnet import ResNet18
 from lazy_hasty.models.torch_import import (
@@ -22,46 +23,6 @@ from lazy_hasty.models.torch_import import (
 )
 
 EPS = 1e-5  # torch.nn.BatchNorm2d default
-WIDTHS = (64, 128, 256, 512)
-
-
-def _bn(rs, prefix, c):
-    return {
-        f"{prefix}.weight": rs.uniform(0.5, 1.5, c),
-        f"{prefix}.bias": rs.normal(0.0, 0.1, c),
-        f"{prefix}.running_mean": rs.normal(0.0, 0.2, c),
-        # small variances in some channels make the eps value matter
-        f"{prefix}.running_var": rs.uniform(0.05, 2.0, c),
-        f"{prefix}.num_batches_tracked": np.array(1234, np.int64),
-    }
-
-
-def _conv(rs, key, o, i, k):
-    return {key: rs.normal(0.0, 1.0 / np.sqrt(i * k * k), (o, i, k, k))}
-
-
-def torchvision_resnet18_state(seed=0, num_classes=1000):
-    """torchvision.models.resnet18().state_dict() key names and shapes, random values."""
-    rs = np.random.RandomState(seed)
-    sd = {}
-    sd |= _conv(rs, "conv1.weight", 64, 3, 7)
-    sd |= _bn(rs, "bn1", 64)
-    cin = 64
-    for i, c in enumerate(WIDTHS, start=1):
-        for j in range(2):
-            p = f"layer{i}.{j}"
-            sd |= _conv(rs, f"{p}.conv1.weight", c, cin if j == 0 else c, 3)
-            sd |= _bn(rs, f"{p}.bn1", c)
-            sd |= _conv(rs, f"{p}.conv2.weight", c, c, 3)
-            sd |= _bn(rs, f"{p}.bn2", c)
-            if j == 0 and i > 1:
-                sd |= _conv(rs, f"{p}.downsample.0.weight", c, cin, 1)
-                sd |= _bn(rs, f"{p}.downsample.1", c)
-        cin = c
-    sd["fc.weight"] = rs.uniform(-1, 1, (num_classes, 512)) / np.sqrt(512)
-    sd["fc.bias"] = rs.uniform(-1, 1, num_classes) / np.sqrt(512)
-    # torch weights are float32; float32 -> float64 is then exact for the reference
-    return {k: (v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in sd.items()}
 
 
 # ---- independent NumPy (float64, NHWC) reference of torchvision's eval forward ----

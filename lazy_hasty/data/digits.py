@@ -11,6 +11,7 @@ import sklearn.datasets
 from sklearn.model_selection import train_test_split
 
 from lazy_hasty.data.splits import Dataset, Split
+from lazy_hasty.rng import numpy_rng
 
 NUM_CLASSES: int = 10
 
@@ -37,7 +38,7 @@ def stratified_three_way_split(
     n = len(y)
     n_test = int(round(test_fraction * n))
     n_heldout = int(round(heldout_fraction * n))
-    rng = np.random.default_rng(seed)
+    rng = numpy_rng(seed)
     seeds = rng.integers(0, 2**31 - 1, size=2)
     all_idx = np.arange(n)
     rest, test = train_test_split(
@@ -79,7 +80,7 @@ def with_distractors(dataset: Dataset, dims: int, seed: int) -> Dataset:
     """
     if dims < 0:
         raise ValueError(f"distractor dims must be >= 0, got {dims}")
-    rng = np.random.default_rng([seed, 7])
+    rng = numpy_rng(seed, 7)
     splits = {}
     for name, split in dataset.splits.items():
         flat = split.x.reshape(len(split.y), -1)

@@ -21,6 +21,7 @@ import sklearn.datasets
 from lazy_hasty.data.digits import stratified_three_way_split
 from lazy_hasty.data.spurious import SpuriousData, balanced_sample
 from lazy_hasty.data.splits import Split
+from lazy_hasty.rng import numpy_rng
 
 RED, GREEN = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
 
@@ -69,7 +70,7 @@ def load_digits_spurious(seed: int, *, majority_fraction: float = 0.9,
     labels = (raw.target < 5).astype(np.int32)
     idx = stratified_three_way_split(raw.target, seed, 0.2, 0.2)
     train_idx, test_idx = idx["train"], np.concatenate([idx["heldout"], idx["test"]])
-    rng = np.random.default_rng([seed, 11])
+    rng = numpy_rng(seed, 11)
     bg_train = _backgrounds(labels[train_idx], majority_fraction, rng)
     bg_test = _backgrounds(labels[test_idx], test_majority_fraction, rng)
     pick = balanced_sample(labels[train_idx], bg_train, balanced_per_group, seed)
@@ -82,7 +83,7 @@ def load_digits_spurious(seed: int, *, majority_fraction: float = 0.9,
     painted = {s: paint(raw.images[i] / 16.0, bg, strength, patch)
                for s, (i, bg) in sources.items()}
     mean, std = painted["train"].mean((0, 1, 2)), painted["train"].std((0, 1, 2))
-    noise = np.random.default_rng([seed, 7]).standard_normal(
+    noise = numpy_rng(seed, 7).standard_normal(
         (len(labels), distractors)).astype(np.float32)     # one row per raw digit
     splits, groups = {}, {}
     for name, (i, bg) in sources.items():

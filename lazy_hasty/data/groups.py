@@ -6,9 +6,9 @@ group depends only on ``(seed, group name, mask)``, not on the other groups.
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
+
+from lazy_hasty.rng import numpy_rng
 
 
 def decile_bins(scores: np.ndarray, num_bins: int = 10) -> np.ndarray:
@@ -28,10 +28,6 @@ def decile_bins(scores: np.ndarray, num_bins: int = 10) -> np.ndarray:
     bins = np.empty(n, dtype=np.int32)
     bins[order] = (np.arange(n) * num_bins) // n
     return bins
-
-
-def _group_rng(seed: int, name: str) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
 
 
 def sample_groups(
@@ -56,7 +52,7 @@ def sample_groups(
         if idx.size == 0:
             raise ValueError(f"group {name!r} is empty; drop it or check how it was built.")
         if size is not None and size < idx.size:
-            idx = np.sort(_group_rng(seed, name).choice(idx, size=size, replace=False))
+            idx = np.sort(numpy_rng(seed, name).choice(idx, size=size, replace=False))
         groups[name] = idx
     return groups
 

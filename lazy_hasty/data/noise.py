@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from lazy_hasty.rng import numpy_rng
+
 
 def corrupt_labels(
     y: np.ndarray, num_classes: int, fraction: float, seed: int
@@ -30,7 +32,7 @@ def corrupt_labels(
             "Check num_classes."
         )
     n = y.shape[0]
-    rng = np.random.default_rng(seed)
+    rng = numpy_rng(seed)
     chosen = rng.choice(n, size=int(round(fraction * n)), replace=False)
     shift = rng.integers(1, num_classes, size=chosen.shape[0])  # never 0: never the true class
     noisy = y.astype(np.int32)

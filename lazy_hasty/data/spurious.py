@@ -14,12 +14,12 @@ torchvision models the paper starts from).
 from __future__ import annotations
 
 import dataclasses
-import zlib
 
 import numpy as np
 from PIL import Image
 
 from lazy_hasty.data.splits import Split
+from lazy_hasty.rng import numpy_rng
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -129,7 +129,7 @@ def balanced_sample(
     """Sorted indices with exactly ``per_group`` examples of each (label, attribute) combination.
 
     The sample is the first ``per_group`` of each combination in the order
-    ``np.random.default_rng(seed).permutation(N)``. ``names`` optionally names
+    ``numpy_rng(seed).permutation(N)``. ``names`` optionally names
     the combinations in the error message.
 
     Raises:
@@ -138,7 +138,7 @@ def balanced_sample(
     if per_group < 1:
         raise ValueError(f"per_group must be a positive int; got {per_group}.")
     y, attribute = _check_binary(y, attribute)
-    order = np.random.default_rng(seed).permutation(y.shape[0])
+    order = numpy_rng(seed).permutation(y.shape[0])
     idx, counts = first_per_group(y, attribute, order, per_group)
     message = too_few_message(counts, per_group, f"{y.shape[0]} examples", names)
     if message:
@@ -146,18 +146,13 @@ def balanced_sample(
     return idx
 
 
-def named_rng(seed: int, name: str) -> np.random.Generator:
-    """A generator depending on ``(seed, name)`` only."""
-    return np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
-
-
 def seeded_subset(n: int, size: int | None, seed: int, name: str) -> np.ndarray:
-    """Sorted ``size`` indices of ``range(n)`` drawn with :func:`named_rng` (all when None)."""
+    """Sorted ``size`` indices of ``range(n)`` from stream ``name`` of ``seed`` (all when None)."""
     if size is None:
         return np.arange(n, dtype=np.int64)
     if not 0 < size <= n:
         raise ValueError(f"{name} size must be in (0, {n}]; got {size}.")
-    return np.sort(named_rng(seed, name).choice(n, size=size, replace=False)).astype(np.int64)
+    return np.sort(numpy_rng(seed, name).choice(n, size=size, replace=False)).astype(np.int64)
 
 
 def binary_groups(mask: np.ndarray, true_name: str, false_name: str) -> dict[str, np.ndarray]:

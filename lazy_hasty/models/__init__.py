@@ -5,7 +5,6 @@ pre-activations ("preactivations") and penultimate features ("features") into
 the "intermediates" collection; sowing is inert unless that collection is mutable.
 """
 
-from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -14,8 +13,8 @@ import jax
 from lazy_hasty.models.cnn import SmallCNN
 from lazy_hasty.models.mlp import MLP
 from lazy_hasty.models.resnet import ResNet18
+from lazy_hasty.types import ApplyFn, Params
 
-Params = Any
 State = dict[str, Any]
 
 MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn": SmallCNN, "resnet18": ResNet18}
@@ -40,7 +39,7 @@ def init_model(module: nn.Module, rng: jax.Array, x: jax.Array) -> tuple[Params,
     return params, variables
 
 
-def make_apply_fn(module: nn.Module, state: State) -> Callable[[Params, jax.Array], jax.Array]:
+def make_apply_fn(module: nn.Module, state: State) -> ApplyFn:
     """Pure ``apply_fn(params, x) -> logits`` with the non-trainable state bound in."""
 
     def apply_fn(params: Params, x: jax.Array) -> jax.Array:

@@ -38,7 +38,7 @@ this is checked at conversion time. Padding/strides already follow torchvision
 """
 
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -46,11 +46,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from lazy_hasty.models import init_model
+from lazy_hasty.models import State, init_model
 from lazy_hasty.models.resnet import ResNet18
-
-Params = Any
-State = dict[str, Any]
+from lazy_hasty.types import Params
 
 TORCH_BN_EPS = 1e-5
 _CONVERTER = "scripts/convert_torchvision_resnet18.py"
@@ -143,6 +141,65 @@ def _from_torch_layout(leaf: str, value: np.ndarray) -> np.ndarray:
     return value
 
 
+class _Destination(NamedTuple):
+    """Where a torchvision tensor goes in the flax variables."""
+
+    collection: str             # "params" or "batch_stats"
+    path: tuple[str, ...]       # module names then the leaf name
+    shape: tuple[int, ...]      # flax layout
+    dtype: Any
+
+
+def _expected_entries(template: dict[str, Any], keep_head: bool) -> dict[str, _Destination]:
+    """torchvision key -> its flax destination, for every leaf of ``template``.
+
+    The head is left out unless ``keep_head`` (it then stays the fresh init).
+    """
+    expected = {}
+    for collection, tree in template.items():
+        if collection not in _LEAF_NAMES:
+            raise RuntimeError(f"unexpected variable collection {collection!r} in ResNet18")
+        for path, value in traverse_util.flatten_dict(tree).items():
+            if path[0] == "head" and not keep_head:
+                continue  # fresh head from rng
+            key = f"{_torch_module(path[:-1])}.{_LEAF_NAMES[collection][path[-1]]}"
+            expected[key] = _Destination(collection, path, tuple(value.shape), value.dtype)
+    return expected
+
+
+def _check_keys_and_shapes(state: dict[str, np.ndarray], expected: dict[str, _Destination],
+                           keep_head: bool, num_outputs: int) -> None:
+    """Raises ValueError listing missing keys, shape mismatches and unexpected keys."""
+    missing = sorted(k for k in expected if k not in state)
+    mismatched = []
+    for key, dest in expected.items():
+        if key in state:
+            want = _to_torch_layout(dest.path[-1], dest.shape)
+            got = tuple(np.shape(state[key]))
+            if got != want:
+                mismatched.append(f"{key}: got {got}, expected {want}")
+    unexpected = sorted(
+        k for k in state
+        if k not in expected and not k.endswith(".num_batches_tracked")
+        and not (not keep_head and k.startswith("fc."))
+    )
+    if missing or mismatched or unexpected:
+        lines = ["torchvision ResNet18 state_dict does not match the flax ResNet18 "
+                 "(stem='imagenet', norm='frozen_batchnorm', width=64):"]
+        if missing:
+            lines.append(f"  missing keys ({len(missing)}): {missing}")
+        if mismatched:
+            lines.append(f"  shape mismatches ({len(mismatched)}): {sorted(mismatched)}")
+        if unexpected:
+            lines.append(f"  unexpected keys ({len(unexpected)}): {unexpected}")
+        if any(k.startswith("module.") for k in state):
+            lines.append("  (keys start with 'module.': strip the DataParallel prefix)")
+        if keep_head and any("fc." in m for m in mismatched):
+            lines.append(f"  (keep_head=True needs num_outputs to equal fc's output "
+                         f"size; got num_outputs={num_outputs})")
+        raise ValueError("\n".join(lines))
+
+
 def resnet18_variables_from_torchvision(
     state: dict[str, np.ndarray], num_outputs: int, rng: jax.Array, *,
     keep_head: bool = False,
@@ -170,51 +227,12 @@ def resnet18_variables_from_torchvision(
     module = ResNet18(num_outputs, stem="imagenet", norm="frozen_batchnorm", width=64)
     params, model_state = init_model(module, rng, jnp.zeros((1, 32, 32, 3), jnp.float32))
     template = {"params": params, **model_state}
-
-    # torchvision key -> (collection, flax path, flax shape, dtype)
-    expected: dict[str, tuple[str, tuple[str, ...], tuple[int, ...], Any]] = {}
-    for collection, tree in template.items():
-        if collection not in _LEAF_NAMES:
-            raise RuntimeError(f"unexpected variable collection {collection!r} in ResNet18")
-        for path, value in traverse_util.flatten_dict(tree).items():
-            if path[0] == "head" and not keep_head:
-                continue  # fresh head from rng
-            key = f"{_torch_module(path[:-1])}.{_LEAF_NAMES[collection][path[-1]]}"
-            expected[key] = (collection, path, tuple(value.shape), value.dtype)
-
-    missing = sorted(k for k in expected if k not in state)
-    mismatched = []
-    for key, (_, path, shape, _) in expected.items():
-        if key in state:
-            want = _to_torch_layout(path[-1], shape)
-            got = tuple(np.shape(state[key]))
-            if got != want:
-                mismatched.append(f"{key}: got {got}, expected {want}")
-    unexpected = sorted(
-        k for k in state
-        if k not in expected and not k.endswith(".num_batches_tracked")
-        and not (not keep_head and k.startswith("fc."))
-    )
-    if missing or mismatched or unexpected:
-        lines = ["torchvision ResNet18 state_dict does not match the flax ResNet18 "
-                 "(stem='imagenet', norm='frozen_batchnorm', width=64):"]
-        if missing:
-            lines.append(f"  missing keys ({len(missing)}): {missing}")
-        if mismatched:
-            lines.append(f"  shape mismatches ({len(mismatched)}): {sorted(mismatched)}")
-        if unexpected:
-            lines.append(f"  unexpected keys ({len(unexpected)}): {unexpected}")
-        if any(k.startswith("module.") for k in state):
-            lines.append("  (keys start with 'module.': strip the DataParallel prefix)")
-        if keep_head and any("fc." in m for m in mismatched):
-            lines.append(f"  (keep_head=True needs num_outputs to equal fc's output "
-                         f"size; got num_outputs={num_outputs})")
-        raise ValueError("\n".join(lines))
-
+    expected = _expected_entries(template, keep_head)
+    _check_keys_and_shapes(state, expected, keep_head, num_outputs)
     flat = {c: traverse_util.flatten_dict(t) for c, t in template.items()}
-    for key, (collection, path, _, dtype) in expected.items():
-        value = _from_torch_layout(path[-1], np.asarray(state[key]))
-        flat[collection][path] = jnp.asarray(value, dtype=dtype)
+    for key, dest in expected.items():
+        value = _from_torch_layout(dest.path[-1], np.asarray(state[key]))
+        flat[dest.collection][dest.path] = jnp.asarray(value, dtype=dest.dtype)
     out = {c: traverse_util.unflatten_dict(f) for c, f in flat.items()}
     new_params = out.pop("params")
     return new_params, out
