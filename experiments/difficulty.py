@@ -5,9 +5,9 @@ The dataset (``config.dataset``: a registered name or ``module:function``, see
 the difficulty spec. Every regime trains from the same ``params0`` on the same
 minibatch order; each record evaluates every group (and, every few records, the
 linearity probe). Outputs in the workdir: ``config.json``, ``metrics.jsonl``
-(streamed), ``per_example.npz`` (per-record correctness of every group
-example), ``summary.json`` (the spec's statistics with intervals, and the spec)
-and ``fig2.png`` (``fig3.png`` for spurious correlations).
+(streamed), ``per_example.npz`` (per-record correctness of every group example),
+``learning_times.npz``/``.png`` (per-example learning times), ``summary.json`` (the
+spec's statistics with intervals, and the spec) and ``fig2.png`` (``fig3.png``: spurious).
 
 Preemption: ``checkpoints/`` holds orbax checkpoints (every
 ``checkpoint_every_steps`` steps and at the end of each regime); the same
@@ -26,8 +26,8 @@ import numpy as np
 from absl import logging
 
 from experiments import common, validation
-from lazy_hasty import (checkpoint, datasets, minibatch, models, plots, progress, records,
-                        rng, run_log)
+from lazy_hasty import (checkpoint, datasets, learning_times, minibatch, models, plots,
+                        progress, records, rng, run_log)
 from lazy_hasty.evaluation import GroupEvaluator, LinearityProbe
 from lazy_hasty.types import ApplyFn, Params
 
@@ -101,8 +101,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     num_steps = validation.check_against_data(config, len(data.train.y))
     setup = build(config, data)
     figure = "fig3.png" if data.spec.name == "spurious" else "fig2.png"
-    paths = {n: os.path.join(workdir, n) for n in
-             ("config.json", "metrics.jsonl", "per_example.npz", "summary.json", figure)}
+    paths = {n: os.path.join(workdir, n) for n in ("config.json", "metrics.jsonl", figure,
+             "per_example.npz", "summary.json", "learning_times.npz", "learning_times.png")}
     writer = jax.process_index() == 0           # one process writes (multi-host runs)
     if writer:
         records.write_json(paths["config.json"], config.to_dict())
@@ -127,20 +127,24 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def write_outputs(paths: dict, figure: str, log: run_log.RunLog, names: list[str],
                   evaluator: GroupEvaluator, spec, config, writer: bool) -> None:
-    """``per_example.npz``, the figure and ``summary.json`` (process 0 only).
+    """``per_example.npz``, the figures, learning times and ``summary.json`` (process 0 only).
 
     Regimes that share no progress range leave no summary: the error names the
-    fix, after the records and the figure are written.
+    fix, after the records and the figures are written.
     """
     correct = {name: np.stack(rows) for name, rows in zip(names, log.correct)}
+    slices = {name: evaluator.slice(name) for name in evaluator.names}
+    times, times_summary = learning_times.difficulty_learning_times(
+        log.records, correct, slices, spec, names, config.seed)
     if writer:
         records.write_npz(paths["per_example.npz"], group_names=np.array(evaluator.names),
                           group_bounds=evaluator.bounds,
                           **{f"correct_{k}": v for k, v in correct.items()})
+        records.write_npz(paths["learning_times.npz"], **times)
         plots.plot_difficulty(paths[figure], log.records, regimes=names, spec=spec)
-    slices = {name: evaluator.slice(name) for name in evaluator.names}
+        plots.plot_learning_times(paths["learning_times.png"], times, spec, config.compare)
     summary = progress.summarize(log.records, correct, slices, spec, tuple(config.compare),
                                  names, config.seed)
     if writer:
-        records.write_json(paths["summary.json"], summary)
+        records.write_json(paths["summary.json"], {**summary, "learning_times": times_summary})
     logging.info("%s vs %s: %s", *config.compare, {k: summary.get(k) for k in spec.statistics})

@@ -77,6 +77,21 @@ class DifficultySpec:
         named = [self.easy, self.hard] + [g for p in self.figure_panels() for g in p.groups]
         return list(dict.fromkeys(named))
 
+    def difficulty_ladder(self) -> tuple[str, ...]:
+        """The groups from easy to hard: an example's difficulty rank is its group's position.
+
+        The groups between ``easy`` and ``hard`` (both included) in the first
+        figure panel holding both, in panel order, turned to start at ``easy``
+        (C-score deciles: ``decile_9`` ... ``decile_0``); ``(easy, hard)`` if no
+        panel holds both.
+        """
+        for panel in self.figure_panels():
+            if self.easy in panel.groups and self.hard in panel.groups:
+                i, j = panel.groups.index(self.easy), panel.groups.index(self.hard)
+                between = panel.groups[min(i, j):max(i, j) + 1]
+                return between if i < j else between[::-1]
+        return (self.easy, self.hard)
+
     def check_groups(self, evaluated: Iterable[str]) -> None:
         """Refuses a spec that names groups (or a progress key) the data does not have."""
         evaluated = list(evaluated)

@@ -390,3 +390,72 @@ def plot_seed_bands(path: str, runs: Sequence[Sequence[Mapping]], *, regimes: Se
     fig.suptitle(f"median and min–max over {len(runs)} seed(s), at equal progress")
     save_figure(fig, path, dpi)
     plt.close(fig)
+
+
+def _ladder_colours(spec: DifficultySpec, ladder: Sequence[str]) -> list:
+    """:func:`_colours` of the ladder groups, a ramp running as in Figs. 2-3 (easy last)."""
+    return _colours(spec, list(ladder)[::-1])[::-1]
+
+
+def _learning_time_cdfs(ax: plt.Axes, times: Mapping[str, np.ndarray], regime: str,
+                        spec: DifficultySpec) -> None:
+    """One regime's empirical CDF of learning time per ladder group (censored examples
+    count in each group's total, so a curve tops out at its learned fraction)."""
+    ladder = [str(g) for g in times["ladder"]]
+    time, censored = times[f"time_{regime}"], times[f"censored_{regime}"]
+    for k, (group, colour) in enumerate(zip(ladder, _ladder_colours(spec, ladder))):
+        mine = times["rank"] == k
+        learned = np.sort(time[mine & ~censored])
+        learned = learned[::-1] if spec.decreasing else learned
+        fraction = np.arange(1, len(learned) + 1) / max(int(mine.sum()), 1)
+        share = 100 * float(censored[mine].mean()) if mine.any() else math.nan
+        ax.step(learned, fraction, where="post", color=colour, lw=1.3,
+                label=f"{group.split('/', 1)[1]} ({share:.0f}% censored)")
+    if spec.decreasing:
+        ax.invert_xaxis()
+    total = 100 * float(censored.mean()) if censored.size else math.nan
+    ax.set_title(f"{pretty_name(regime)}: learned for good ({total:.0f}% censored)",
+                 fontsize=10)
+    ax.set(xlabel=spec.progress_label, ylabel="fraction of the group learned", ylim=(-0.02, 1.02))
+    ax.legend(fontsize=6, ncol=2 if len(ladder) > 5 else 1)
+
+
+def _learning_time_scatter(ax: plt.Axes, times: Mapping[str, np.ndarray],
+                           compare: Sequence[str], spec: DifficultySpec) -> None:
+    """Learning time of each example in ``compare[0]`` against ``compare[1]``, by group;
+    examples censored in either regime are left out (their count is in the title)."""
+    first, second = compare
+    ladder = [str(g) for g in times["ladder"]]
+    x, y = times[f"time_{first}"], times[f"time_{second}"]
+    both = ~(times[f"censored_{first}"] | times[f"censored_{second}"])
+    for k, (group, colour) in enumerate(zip(ladder, _ladder_colours(spec, ladder))):
+        keep = both & (times["rank"] == k)
+        ax.scatter(x[keep], y[keep], s=5, color=colour, alpha=0.6, lw=0,
+                   label=group.split("/", 1)[1])
+    if both.any():
+        ends = [min(x[both].min(), y[both].min()), max(x[both].max(), y[both].max())]
+        ax.plot(ends, ends, ":", color="grey", lw=0.8)
+    if spec.decreasing:
+        ax.invert_xaxis()
+        ax.invert_yaxis()
+    ax.set_title(f"per example ({int((~both).sum())} censored left out)", fontsize=10)
+    ax.set(xlabel=f"{pretty_name(first)}: {spec.progress_label}",
+           ylabel=f"{pretty_name(second)}: {spec.progress_label}")
+    ax.legend(fontsize=6, ncol=2 if len(ladder) > 5 else 1, markerscale=2)
+
+
+def plot_learning_times(path: str, times: Mapping[str, np.ndarray], spec: DifficultySpec,
+                        compare: Sequence[str], *, dpi: int = 110) -> None:
+    """Per-example learning times (``learning_times.npz`` arrays, see
+    :func:`lazy_hasty.learning_times.difficulty_learning_times`): one panel per regime
+    of per-group empirical CDFs on the spec's progress axis (reversed when it
+    decreases: progress goes right), then ``compare[0]`` against ``compare[1]`` per example.
+    """
+    regimes = [str(r) for r in times["regimes"]]
+    fig, axes = plt.subplots(1, len(regimes) + 1, figsize=(3.8 * (len(regimes) + 1), 3.6),
+                             layout="constrained", squeeze=False)
+    for ax, regime in zip(axes[0], regimes):
+        _learning_time_cdfs(ax, times, regime, spec)
+    _learning_time_scatter(axes[0, -1], times, compare, spec)
+    save_figure(fig, path, dpi)
+    plt.close(fig)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from experiments import difficulty
-from lazy_hasty import progress, records
+from lazy_hasty import difficulty as spec_lib
+from lazy_hasty import inference, learning_times, progress, records
 
 FILES = ("config.json", "metrics.jsonl", "per_example.npz", "summary.json", "fig2.png")
 PROBE_KEYS = ("sign_similarity", "ntk_alignment", "representation_alignment")
@@ -108,3 +109,40 @@ def check_summary(run, easy, hard, progress_key, decreasing):
         lo, hi = summary[f"{key}_interval"]
         assert lo <= summary[key] <= hi and -1 <= summary[key] <= 1
     assert 0 <= summary["fraction_hastier"] <= 1
+
+
+def check_learning_times(run):
+    """learning_times.npz against learning times recomputed from per_example.npz and
+    metrics.jsonl, its figure, and summary.json's learning_times against the npz."""
+    with open(os.path.join(run["dir"], "learning_times.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    with np.load(os.path.join(run["dir"], "learning_times.npz"), allow_pickle=False) as z:
+        times = dict(z)
+    spec = spec_lib.DifficultySpec.from_dict(run["summary"]["spec"])
+    npz = run["npz"]
+    names, bounds = [str(n) for n in npz["group_names"]], npz["group_bounds"]
+    ladder = spec.difficulty_ladder()
+    assert [str(g) for g in times["ladder"]] == list(ladder)
+    assert [str(g) for g in times["group_names"]] == names
+    columns = [np.arange(bounds[names.index(g)], bounds[names.index(g) + 1]) for g in ladder]
+    np.testing.assert_array_equal(times["example"], np.concatenate(columns))
+    np.testing.assert_array_equal(times["rank"], np.repeat(np.arange(len(ladder)),
+                                                           [len(c) for c in columns]))
+    np.testing.assert_array_equal(times["group"], [names.index(ladder[k]) for k in times["rank"]])
+    summary = run["summary"]["learning_times"]
+    assert set(summary) == regimes(run) == {str(r) for r in times["regimes"]}
+    for regime in regimes(run):
+        progress_values = [r[spec.progress_key] for r in run["records"]
+                           if r["regime"] == regime]
+        want = learning_times.learning_times(npz[f"correct_{regime}"][:, times["example"]],
+                                             np.array(progress_values))
+        np.testing.assert_array_equal(times[f"time_{regime}"], want.time)
+        np.testing.assert_array_equal(times[f"record_index_{regime}"], want.record_index)
+        np.testing.assert_array_equal(times[f"censored_{regime}"], want.censored)
+        late = np.where(want.censored, np.inf, -want.time if spec.decreasing else want.time)
+        got = summary[regime]
+        assert got["num_examples"] == len(want.time)
+        assert got["num_censored"] == int(want.censored.sum())
+        rho = inference.spearman(late, times["rank"])
+        assert got["spearman"] == pytest.approx(rho, abs=1e-12)
+        assert got["interval"][0] <= got["spearman"] <= got["interval"][1]

@@ -60,6 +60,7 @@ def test_noise_run_per_example_and_groups(noise_run):
 def test_noise_run_summary_matches_recomputation(noise_run):
     checks.check_summary(noise_run, "train/clean", "train/noisy", "train/clean/accuracy",
                          False)
+    checks.check_learning_times(noise_run)
 
 
 def test_noise_run_is_deterministic(noise_run, tmp_path):
@@ -87,10 +88,32 @@ def test_cscores_run_files_records_and_summary(cscores_run):
     assert all(size[f"train/decile_{k}"] == cscores_run["config"].group_size
                for k in range(10))
     checks.check_summary(cscores_run, "train/decile_9", "train/decile_0", "train_loss", True)
+    checks.check_learning_times(cscores_run)
     assert os.path.exists(cscores_run["config"].cscore_cache)      # not ~/.cache
     # The spec's easy group (highest C-scores) is learnt better than its hard group.
     mean = lambda g: np.mean([r[f"{g}/accuracy"] for r in cscores_run["records"]])
     assert mean("train/decile_9") > mean("train/decile_0") + 0.2
+
+
+# ---------------------------------------------------------------- difficulty ladders
+
+def test_difficulty_ladder_of_builtin_specs():
+    deciles = tuple(f"train/decile_{k}" for k in range(10))
+    assert spec_lib.cscore_deciles().difficulty_ladder() == deciles[::-1]
+    assert spec_lib.label_noise().difficulty_ladder() == ("train/clean", "train/noisy")
+    assert spec_lib.spurious("same", "opposite").difficulty_ladder() == (
+        "balanced_test/same", "balanced_test/opposite")
+
+
+def test_difficulty_ladder_of_custom_specs():
+    panels = (spec_lib.Panel("no hard", ("train/b", "train/x")),
+              spec_lib.Panel("both", ("train/a", "train/d", "train/c", "train/b", "train/e")))
+    spec = lambda easy, hard, panels=panels: spec_lib.DifficultySpec(
+        "x", easy=easy, hard=hard, panels=panels)
+    assert spec("train/b", "train/d").difficulty_ladder() == ("train/b", "train/c", "train/d")
+    assert spec("train/a", "train/c").difficulty_ladder() == ("train/a", "train/d", "train/c")
+    assert spec("train/b", "train/y").difficulty_ladder() == ("train/b", "train/y")
+    assert spec("train/b", "train/e", ()).difficulty_ladder() == ("train/b", "train/e")
 
 
 # ---------------------------------------------------------------- validation
