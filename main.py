@@ -8,10 +8,11 @@ Re-running a command is safe: a workdir marked ``COMPLETED`` is left as it is
 with checkpoints (the example-difficulty experiments) resumes from its newest
 one. Exit codes: 0 success (or already completed), 1 a configuration or data
 error (one line on stderr), 3 training diverged (one line naming the regime,
-step and last good checkpoint).
+step and last good checkpoint; the workdir gets ``DIVERGED`` holding it).
 """
 
 import importlib
+import os
 import sys
 
 import jax
@@ -69,6 +70,8 @@ def main(argv):
     except FloatingPointError as e:          # minibatch.NonFiniteLossError: divergence
         if _DEBUG.value:
             raise
+        if jax.process_index() == 0 and os.path.isdir(_WORKDIR.value):
+            records.mark_diverged(_WORKDIR.value, str(e))      # sweeps count it, go on
         print(f"main.py: error: {e}", file=sys.stderr)
         sys.exit(DIVERGED_EXIT_CODE)
     except (ValueError, FileNotFoundError, ConnectionError, ImportError) as e:

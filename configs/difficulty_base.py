@@ -25,7 +25,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.difficulty = "noise"         # "noise" (clean/noisy) or "cscores" (deciles)
     config.label_noise = 0.15           # fraction of training labels replaced (paper: 15%)
     config.cscores = "estimate"         # "estimate" (eq. 5) or a path/URL to a published npz
-    config.cscore_cache = ""            # default ~/.cache/lazy_hasty/<dataset>_cscores.npz
+    config.cscore_cache = ""            # default ~/.cache/lazy_hasty/<dataset>_cscores_seed<k>.npz
     config.cscore_models_per_ratio = 32
     config.cscore_steps = 200
     config.majority_fraction = 0.9      # digits_spurious: background agrees with label
@@ -43,6 +43,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.regimes = ("alpha=1", "alpha=100")
     config.num_epochs = (100, 300)      # one entry per regime
     config.compare = ("alpha=1", "alpha=100")   # (non-linear, linear) for hastiness
+    # > 0: a regime stops at its first record whose progress (the difficulty spec's
+    # measure, e.g. clean accuracy or training loss) reaches this value; num_epochs
+    # is then a cap. The alpha sweep (experiments/sweep.py) sets it per run.
+    config.stop_at_progress = 0.0
     config.batch_size = 100
     config.learning_rate = 0.05         # base rate; rescaled regimes use lr / alpha^2
     config.momentum = 0.9

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import ml_collections
+from absl import flags
 
 from lazy_hasty import records
 
@@ -58,3 +60,38 @@ def check_same_config(workdir: str, config: ml_collections.ConfigDict,
         raise ValueError(f"--workdir {workdir!r} holds a run of a different config (it differs "
                          f"in {differ}); re-run with the same config and overrides, or use a "
                          "new --workdir")
+
+
+def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``(other args, --config.* overrides)``; ``--config.k v`` becomes ``--config.k=v``."""
+    rest, overrides, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--config."):
+            if "=" not in arg and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                arg, i = f"{arg}={argv[i + 1]}", i + 1
+            overrides.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, overrides
+
+
+def parse_launcher_flags(argv: list[str], prog: str, reserved: dict[str, str],
+                         overrides_out: list[str]) -> list[str]:
+    """absl parsing of a launcher's own flags (``seeds.py``, ``sweep.py``).
+
+    The ``--config.*`` overrides go to ``overrides_out`` (passed on to every
+    run); ``reserved`` maps an override the launcher sets per run to the flags
+    that choose it instead. Errors exit with one line.
+    """
+    rest, overrides = split_overrides(list(argv))
+    for arg in overrides:
+        key = arg.split("=", 1)[0]
+        if key in reserved:
+            sys.exit(f"{prog}: error: {key} is set per run by {prog}; use {reserved[key]}")
+    overrides_out[:] = overrides
+    try:
+        return flags.FLAGS(rest)
+    except flags.Error as e:
+        sys.exit(f"{prog}: error: {e}")

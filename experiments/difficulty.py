@@ -18,7 +18,7 @@ uninterrupted run (see :class:`lazy_hasty.run_log.RunLog`).
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import jax
 import ml_collections
@@ -26,71 +26,28 @@ import numpy as np
 from absl import logging
 
 from experiments import common, validation
-from lazy_hasty import (checkpoint, datasets, learning_times, minibatch, models, plots,
-                        progress, records, rng, run_log)
-from lazy_hasty.evaluation import GroupEvaluator, LinearityProbe
-from lazy_hasty.types import ApplyFn, Params
+from experiments.difficulty_setup import Setup, build, options
+from lazy_hasty import (checkpoint, datasets, learning_times, minibatch, plots, progress,
+                        records, regimes, run_log)
 
 
-class Setup(NamedTuple):
-    """The network, its shared initialisation and what is measured at each record."""
+class Prepared(NamedTuple):
+    """A run ready to train: its config, data, network, options, log and files."""
 
-    apply_fn: ApplyFn
-    params0: Params
-    evaluator: GroupEvaluator
-    probe: LinearityProbe
-
-
-def build(config: ml_collections.ConfigDict, data: datasets.DescribedDataset) -> Setup:
-    """Model and ``params0`` (seeded, or imported weights), evaluator and probe."""
-    module = models.get_model(config.model, num_outputs=data.num_classes,
-                              **config.model_kwargs.to_dict())
-    train = data.train
-    params0, state = models.init_model(module, rng.jax_key(config.seed), train.x[:1])
-    if config.pretrained:           # ImageNet ResNet18 weights, fresh head (Waterbirds)
-        from lazy_hasty.models import torch_import
-        params0, state = torch_import.resnet18_variables_from_torchvision(
-            torch_import.load_state_dict_arrays(config.pretrained), data.num_classes,
-            rng.jax_key(config.seed))
-    probe_idx = rng.numpy_rng(config.seed, 1).choice(len(train.y), config.probe_size,
-                                                     replace=False)
-    probe = LinearityProbe(module, state, params0, train.x[np.sort(probe_idx)],
-                           ntk_implementation=config.ntk_implementation,
-                           ntk_chunk_size=config.ntk_chunk_size or None)
-    evaluator = GroupEvaluator(data.flat_groups(), batch_size=config.eval_batch_size)
-    return Setup(models.make_apply_fn(module, state), params0, evaluator, probe)
+    config: ml_collections.ConfigDict
+    parsed: list[regimes.Regime]
+    data: datasets.DescribedDataset
+    setup: Setup
+    options: list[minibatch.TrainOptions]    # per regime
+    log: run_log.RunLog
+    checkpointer: Optional[checkpoint.Checkpointer]
+    paths: dict[str, str]
+    writer: bool                             # this process writes the files
 
 
-def options(config: ml_collections.ConfigDict, num_steps: int) -> minibatch.TrainOptions:
-    """The training options of one regime."""
-    return minibatch.TrainOptions(
-        num_steps=num_steps, batch_size=config.batch_size, learning_rate=config.learning_rate,
-        momentum=config.momentum, seed=config.seed, ladder_ratio=config.ladder_ratio,
-        probe_every=config.probe_every, checkpoint_every=config.checkpoint_every_steps)
-
-
-def train_all(config, parsed, num_steps, data, setup: Setup, log: run_log.RunLog) -> None:
-    """Trains every regime not finished at the restored checkpoint, reporting to ``log``."""
-    for i, (regime, steps) in enumerate(zip(parsed, num_steps)):
-        if i < log.regime_index:
-            continue                              # finished before the checkpoint
-        logging.info("training %s for %d steps (%g epochs)", regime.name, steps,
-                     config.num_epochs[i])
-        try:
-            minibatch.train_regime(setup.apply_fn, regime, setup.params0, data.train,
-                                   options(config, steps), setup.evaluator, log.begin(i),
-                                   setup.probe)
-        except minibatch.NonFiniteLossError as err:
-            err.last_checkpoint = log.describe_last()
-            raise
-        log.save(i + 1, None)                     # regime done (the last: run done)
-
-
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Trains every regime, streams records, writes the summary and Fig. 2 (or 3).
-
-    Resumes from ``<workdir>/checkpoints`` when it holds a checkpoint of the same config.
-    """
+def prepare(config: ml_collections.ConfigDict, workdir: str) -> Prepared:
+    """Checks, loads and builds everything; writes ``config.json`` and starts
+    ``metrics.jsonl``, or restores the newest checkpoint of the same config."""
     parsed = validation.check_config(config)
     common.check_workdir(workdir)
     checkpoint_dir = os.path.join(workdir, "checkpoints")
@@ -100,51 +57,84 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     data = datasets.load(config.dataset, config.to_dict(), config.dataset_kwargs.to_dict())
     num_steps = validation.check_against_data(config, len(data.train.y))
     setup = build(config, data)
-    figure = "fig3.png" if data.spec.name == "spurious" else "fig2.png"
-    paths = {n: os.path.join(workdir, n) for n in ("config.json", "metrics.jsonl", figure,
-             "per_example.npz", "summary.json", "learning_times.npz", "learning_times.png")}
+    paths = {n: os.path.join(workdir, n) for n in (
+        "config.json", "metrics.jsonl", "fig3.png" if data.spec.name == "spurious" else
+        "fig2.png", "per_example.npz", "summary.json", "learning_times.npz",
+        "learning_times.png")}
     writer = jax.process_index() == 0           # one process writes (multi-host runs)
     if writer:
         records.write_json(paths["config.json"], config.to_dict())
         if resume_step is None:
             records.write_jsonl(paths["metrics.jsonl"], [])
-    names = [p.name for p in parsed]
     checkpointer = None
     if resume_step is not None or config.checkpoint_every_steps > 0:
         checkpointer = checkpoint.Checkpointer(checkpoint_dir, keep=config.checkpoints_to_keep)
-    log = run_log.RunLog(paths["metrics.jsonl"], names, num_steps, writer, checkpointer,
-                         save=config.checkpoint_every_steps > 0)
+    log = run_log.RunLog(paths["metrics.jsonl"], [p.name for p in parsed], num_steps, writer,
+                         checkpointer, save=config.checkpoint_every_steps > 0)
+    if resume_step is not None:
+        log.restore(resume_step, setup.evaluator.size)
+    return Prepared(config, parsed, data, setup, [options(config, n, data.spec)
+                                                  for n in num_steps],
+                    log, checkpointer, paths, writer)
+
+
+def train_all(prep: Prepared) -> None:
+    """Trains every regime not finished at the restored checkpoint, reporting to its log."""
+    for i, (regime, opts) in enumerate(zip(prep.parsed, prep.options)):
+        if i < prep.log.regime_index:
+            continue                              # finished before the checkpoint
+        logging.info("training %s for %d steps (%g epochs)", regime.name, opts.num_steps,
+                     prep.config.num_epochs[i])
+        try:
+            minibatch.train_regime(prep.setup.apply_fn, regime, prep.setup.params0,
+                                   prep.data.train, opts, prep.setup.evaluator,
+                                   prep.log.begin(i), prep.setup.probe)
+        except minibatch.NonFiniteLossError as err:
+            err.last_checkpoint = prep.log.describe_last()
+            raise
+        prep.log.save(i + 1, None)                # regime done (the last: run done)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Trains every regime, streams records, writes the summary and Fig. 2 (or 3).
+
+    Resumes from ``<workdir>/checkpoints`` when it holds a checkpoint of the same config.
+    """
+    prep = prepare(config, workdir)
     try:
-        if resume_step is not None:
-            log.restore(resume_step, setup.evaluator.size)
-        train_all(config, parsed, num_steps, data, setup, log)
+        train_all(prep)
     finally:
-        if checkpointer is not None:
-            checkpointer.close()
-    write_outputs(paths, figure, log, names, setup.evaluator, data.spec, config, writer)
-    return paths
+        if prep.checkpointer is not None:
+            prep.checkpointer.close()
+    write_outputs(prep)
+    return prep.paths
 
 
-def write_outputs(paths: dict, figure: str, log: run_log.RunLog, names: list[str],
-                  evaluator: GroupEvaluator, spec, config, writer: bool) -> None:
+def write_outputs(prep: Prepared) -> None:
     """``per_example.npz``, the figures, learning times and ``summary.json`` (process 0 only).
 
-    Regimes that share no progress range leave no summary: the error names the
-    fix, after the records and the figures are written.
+    A run of one regime has no comparison: its summary holds the spec and the
+    learning times. Regimes that share no progress range leave no summary: the
+    error names the fix, after the records and the figures are written.
     """
+    paths, log, spec, config = prep.paths, prep.log, prep.data.spec, prep.config
+    names, evaluator = log.names, prep.setup.evaluator
     correct = {name: np.stack(rows) for name, rows in zip(names, log.correct)}
     slices = {name: evaluator.slice(name) for name in evaluator.names}
     times, times_summary = learning_times.difficulty_learning_times(
         log.records, correct, slices, spec, names, config.seed)
-    if writer:
+    compare = tuple(config.compare) if len(names) > 1 else None
+    if prep.writer:
         records.write_npz(paths["per_example.npz"], group_names=np.array(evaluator.names),
                           group_bounds=evaluator.bounds,
                           **{f"correct_{k}": v for k, v in correct.items()})
         records.write_npz(paths["learning_times.npz"], **times)
-        plots.plot_difficulty(paths[figure], log.records, regimes=names, spec=spec)
-        plots.plot_learning_times(paths["learning_times.png"], times, spec, config.compare)
-    summary = progress.summarize(log.records, correct, slices, spec, tuple(config.compare),
-                                 names, config.seed)
-    if writer:
+        plots.plot_difficulty(paths["fig3.png" if "fig3.png" in paths else "fig2.png"],
+                              log.records, regimes=names, spec=spec)
+        plots.plot_learning_times(paths["learning_times.png"], times, spec, compare)
+    summary = {"spec": spec.to_dict()} if compare is None else progress.summarize(
+        log.records, correct, slices, spec, compare, names, config.seed)
+    if prep.writer:
         records.write_json(paths["summary.json"], {**summary, "learning_times": times_summary})
-    logging.info("%s vs %s: %s", *config.compare, {k: summary.get(k) for k in spec.statistics})
+    if compare is not None:
+        logging.info("%s vs %s: %s", *compare, {k: summary.get(k) for k in spec.statistics})

@@ -54,6 +54,7 @@ if ROOT not in sys.path:
 
 from absl import app, flags  # noqa: E402
 
+from experiments import common  # noqa: E402
 from lazy_hasty import inference, records  # noqa: E402
 from lazy_hasty.difficulty import DifficultySpec  # noqa: E402
 
@@ -79,32 +80,10 @@ _OVERRIDES: list[str] = []
 """The ``--config.<key>=<value>`` arguments, passed through to ``main.py``."""
 
 
-def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
-    """``(other args, --config.* overrides)``; ``--config.k v`` becomes ``--config.k=v``."""
-    rest, overrides, i = [], [], 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg.startswith("--config."):
-            if "=" not in arg and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-                arg, i = f"{arg}={argv[i + 1]}", i + 1
-            overrides.append(arg)
-        else:
-            rest.append(arg)
-        i += 1
-    return rest, overrides
-
-
 def parse_flags(argv):
     """absl parsing of this script's flags; ``--config.*`` are kept for ``main.py``."""
-    rest, overrides = split_overrides(list(argv))
-    bad = [o for o in overrides if o.split("=", 1)[0] == "--config.seed"]
-    if bad:
-        sys.exit("seeds.py: error: --config.seed is set per seed; use --first_seed/--seeds")
-    _OVERRIDES[:] = overrides
-    try:
-        return FLAGS(rest)
-    except flags.Error as e:
-        sys.exit(f"seeds.py: error: {e}")
+    return common.parse_launcher_flags(argv, "seeds.py", {"--config.seed": "--first_seed/--seeds"},
+                                       _OVERRIDES)
 
 
 def seed_dir(workdir: str, seed: int) -> str:

@@ -60,9 +60,13 @@ def check_config(config: ml_collections.ConfigDict) -> list[regimes.Regime]:
     if len(config.num_epochs) != len(parsed):
         raise ValueError(f"num_epochs {tuple(config.num_epochs)} needs one entry per regime "
                          f"{tuple(config.regimes)}")
-    if len(config.compare) != 2 or any(r not in names for r in config.compare):
+    if len(parsed) > 1 and (len(config.compare) != 2 or any(r not in names
+                                                            for r in config.compare)):
         raise ValueError(f"compare {tuple(config.compare)} must name two of the regimes "
                          f"{names}")
+    if config.stop_at_progress < 0:
+        raise ValueError(f"stop_at_progress must be >= 0 (0: train for num_epochs), got "
+                         f"{config.stop_at_progress!r}")
     return parsed
 
 

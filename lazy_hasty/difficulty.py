@@ -49,7 +49,7 @@ class DifficultySpec:
     progress_key: str = "train_loss"
     decreasing: bool = True
     progress_label: str = "mean training loss"
-    statistics: tuple[str, ...] = STATISTICS
+    statistics: tuple[str, ...] = STATISTICS   # the first is the headline (Fig. 5)
     panels: tuple[Panel, ...] = ()
 
     def __post_init__(self) -> None:
@@ -138,10 +138,12 @@ def cscore_deciles(num_bins: int = 10) -> DifficultySpec:
 
 def spurious(easy: str, hard: str) -> DifficultySpec:
     """Section 5 / Fig. 3: the groups a spurious feature helps (``easy``) or misleads,
-    on the balanced test set, at equal training loss."""
+    on the balanced test set, at equal training loss; its headline statistic is
+    the hard advantage (the minority's accuracy, linear minus non-linear)."""
     balanced = lambda split: (f"{split}/{easy}", f"{split}/{hard}")
     return DifficultySpec(
         "spurious", easy=f"balanced_test/{easy}", hard=f"balanced_test/{hard}",
+        statistics=("hard_advantage", "hastiness"),
         panels=(Panel("test accuracy", ("test/all",)),
                 Panel("balanced train accuracy", balanced("balanced_train")),
                 Panel("balanced test accuracy", balanced("balanced_test"))))

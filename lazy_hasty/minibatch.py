@@ -12,7 +12,7 @@ driver stores it), and stops with :class:`NonFiniteLossError` on divergence.
 from __future__ import annotations
 
 import time
-from typing import NamedTuple, Optional, Protocol
+from typing import Callable, NamedTuple, Optional, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -83,6 +83,24 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in leaves]))
 
 
+class StopRule(NamedTuple):
+    """Stop a regime at the first record whose ``key`` reaches ``target``.
+
+    ``decreasing``: the key falls with progress (a loss), so reaching means
+    ``<= target``; otherwise ``>= target``. Runs of several regimes (or of an
+    alpha sweep) trained to one progress level cover the same comparison range
+    without hand-tuned epochs; the step budget is then a cap.
+    """
+
+    key: str
+    target: float
+    decreasing: bool = True
+
+    def reached(self, record: dict) -> bool:
+        value = record[self.key]
+        return value <= self.target if self.decreasing else value >= self.target
+
+
 class TrainOptions(NamedTuple):
     """How one regime is trained: SGD budget, record ladder, probe and checkpoint pace."""
 
@@ -96,6 +114,7 @@ class TrainOptions(NamedTuple):
     checkpoint_every: int = 0       # steps between checkpoints (0: never)
     optimizer: str = "sgd"
     log_every_seconds: float = 30.0
+    stop: Optional[StopRule] = None  # None: train for num_steps
 
 
 class Hooks(Protocol):
@@ -143,10 +162,9 @@ class _Loop(NamedTuple):
     num_examples: int
 
 
-def _compiled_step(apply_fn: ApplyFn, regime: Regime, options: TrainOptions):
-    """The jitted step, its replicated step-0 state maker and the data mesh."""
-    mesh = sharding.data_mesh()
-    sharding.check_batch_size(options.batch_size, mesh)
+def _guarded_step(apply_fn: ApplyFn, regime: Regime, options: TrainOptions):
+    """The un-jitted step, also reporting whether the new parameters are finite,
+    and the regime's optimiser."""
     opt = train.regime_optimizer(regime, options.optimizer, options.learning_rate,
                                  options.momentum)
     step_core = train.make_train_step(apply_fn, regime, opt)
@@ -155,37 +173,63 @@ def _compiled_step(apply_fn: ApplyFn, regime: Regime, options: TrainOptions):
         new_state, measurements = step_core(state, params0, *batch)
         return new_state, dict(measurements, params_finite=_all_finite(new_state.params))
 
+    return guarded_step, opt
+
+
+def _compiled_step(apply_fn: ApplyFn, regime: Regime, options: TrainOptions):
+    """The jitted step, its replicated step-0 state maker and the data mesh."""
+    mesh = sharding.data_mesh()
+    sharding.check_batch_size(options.batch_size, mesh)
+    guarded_step, opt = _guarded_step(apply_fn, regime, options)
     init = lambda params0: sharding.replicate(train.init_state(regime, params0, opt), mesh)
     return jax.jit(guarded_step), init, mesh
 
 
-def _finish(loop: _Loop, step: int, state: train.TrainState, measurements: dict,
-            new_state: train.TrainState, num_records: int) -> int:
-    """Host side of ``step``: divergence guard, record, checkpoint; returns the record count."""
+def _finish(loop: _Loop, step: int, loss: float, finite: bool,
+            params_at: Callable[[], Params], num_records: int) -> tuple[int, bool]:
+    """Host side of ``step``: divergence guard and record.
+
+    ``loss`` was measured at the parameters of ``step`` (``params_at()``),
+    ``finite`` says whether the update left them finite. Returns the record
+    count and whether the stop rule was reached (training should end).
+    """
     regime, options, schedule = loop.regime, loop.options, loop.schedule
-    loss, finite = jax.device_get((measurements["train_loss"], measurements["params_finite"]))
-    loss = float(loss)                                # measured at state.params (step)
     if not np.isfinite(loss):
         raise NonFiniteLossError(regime, step, "training loss", loss)
     if schedule.should_record(step, loss):
+        params = params_at()
         per_loss, correct = loop.evaluator.per_example(loop.apply_fn, regime, loop.params0,
-                                                       state.params)
+                                                       params)
         record = {"step": step, "regime": regime.name,
                   "epoch": step * options.batch_size // loop.num_examples,
                   "batch_loss": loss, "train_loss_ema": schedule.ema_loss,
                   **loop.evaluator.summarize(per_loss, correct)}
         record["train_loss"] = record.get("train/all/loss", schedule.ema_loss)
         if loop.probe is not None and num_records % options.probe_every == 0:
-            record.update(loop.probe(regime.network_params(loop.params0, state.params)))
+            record.update(loop.probe(regime.network_params(loop.params0, params)))
         loop.hooks.record(record, correct)
         num_records += 1
+        if options.stop is not None and options.stop.reached(record):
+            return num_records, True
     if not finite:
         raise NonFiniteLossError(regime, step + 1, "parameters")
+    return num_records, False
+
+
+def _host_values(measurements: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The step's loss (float64) and parameter finiteness, fetched together."""
+    loss, finite = jax.device_get((measurements["train_loss"], measurements["params_finite"]))
+    return np.asarray(loss, np.float64), np.asarray(finite)
+
+
+def _maybe_checkpoint(loop: _Loop, step: int, new_state: train.TrainState,
+                      num_records: int) -> None:
+    """Hands ``hooks.checkpoint`` the progress after ``step`` every ``checkpoint_every``."""
+    options = loop.options
     if (options.checkpoint_every > 0 and (step + 1) % options.checkpoint_every == 0
             and step + 1 < options.num_steps):
-        loop.hooks.checkpoint(RegimeProgress(step + 1, new_state, schedule.state_dict(),
+        loop.hooks.checkpoint(RegimeProgress(step + 1, new_state, loop.schedule.state_dict(),
                                              num_records))
-    return num_records
 
 
 def train_regime(apply_fn: ApplyFn, regime: Regime, params0: Params, train_set: Split,
@@ -198,6 +242,7 @@ def train_regime(apply_fn: ApplyFn, regime: Regime, params0: Params, train_set: 
     ``options.checkpoint_every`` steps before the last. Raises
     :class:`NonFiniteLossError` when the loss (at a step) or the parameters
     (after it) are not finite; a step's record is written only when its loss is.
+    With ``options.stop``, training ends at the first record that reaches it.
     """
     n = len(train_set.y)
     if options.batch_size > n:
@@ -226,12 +271,132 @@ def train_regime(apply_fn: ApplyFn, regime: Regime, params0: Params, train_set: 
         batch = (train_set.x[idx], train_set.y[idx]) + (() if f0 is None else (f0[idx],))
         new_state, measurements = step_fn(state, params0, *sharding.shard_batch(batch, mesh))
         if pending is not None:
-            num_records = _finish(loop, *pending, num_records)
-            log.step(pending[0], loop.schedule.ema_loss)
-        pending, state = (step, state, measurements, new_state), new_state
+            num_records, stop = _finish_single(loop, pending, num_records)
+            log.step(pending.step, loop.schedule.ema_loss)
+            if stop:
+                return pending.state.params
+        pending, state = _Pending(step, state, measurements, new_state), new_state
     if pending is not None:
-        _finish(loop, *pending, num_records)
+        _finish_single(loop, pending, num_records)
     return state.params
+
+
+class _Pending(NamedTuple):
+    """A dispatched step whose host side (:func:`_finish`) is still to run."""
+
+    step: int
+    state: train.TrainState         # before the step: what its record evaluates
+    measurements: dict
+    new_state: train.TrainState
+
+
+def _finish_single(loop: _Loop, pending: _Pending, num_records: int) -> tuple[int, bool]:
+    """:func:`_finish` of one regime's pending step, then its checkpoint when one is due."""
+    loss, finite = _host_values(pending.measurements)
+    num_records, stop = _finish(loop, pending.step, float(loss), bool(finite),
+                                lambda: pending.state.params, num_records)
+    if not stop:
+        _maybe_checkpoint(loop, pending.step, pending.new_state, num_records)
+    return num_records, stop
+
+
+class Member(NamedTuple):
+    """One run of a batch trained in lockstep: its own start, data, options and hooks.
+
+    The members' options may differ only in ``seed`` (minibatch order) and
+    ``stop``: the rest shapes the one compiled step.
+    """
+
+    params0: Params
+    train_set: Split
+    evaluator: GroupEvaluator
+    hooks: Hooks
+    probe: Optional[LinearityProbe]
+    options: TrainOptions
+
+
+def _shared_options(members: list[Member]) -> TrainOptions:
+    """The options every member shares (one-line ValueError if they differ otherwise)."""
+    shared = {m.options._replace(seed=0, stop=None) for m in members}
+    n = {len(m.train_set.y) for m in members}
+    if len(shared) != 1 or len(n) != 1:
+        raise ValueError("members trained in one program must share their training options "
+                         "(seed and stop aside) and training-set size")
+    options = shared.pop()
+    if options.batch_size > n.pop():
+        raise ValueError(f"batch_size {options.batch_size} exceeds the training examples")
+    return options
+
+
+def _stacked_batch(members: list[Member], f0: Optional[np.ndarray], step: int,
+                   options: TrainOptions) -> tuple[jax.Array, ...]:
+    """Each member's minibatch at ``step`` (its own order), stacked on a leading axis."""
+    n = len(members[0].train_set.y)
+    idx = [batch_indices(m.options.seed, step, n, options.batch_size) for m in members]
+    batch = (np.stack([m.train_set.x[i] for m, i in zip(members, idx)]),
+             np.stack([m.train_set.y[i] for m, i in zip(members, idx)]))
+    if f0 is not None:
+        batch += (np.stack([f0[k][i] for k, i in enumerate(idx)]),)
+    return tuple(jnp.asarray(a) for a in batch)
+
+
+def _batched_step(apply_fn: ApplyFn, regime: Regime, options: TrainOptions, params0: Params):
+    """The vmapped, jitted step and the stacked step-0 state of the stacked ``params0``."""
+    guarded_step, opt = _guarded_step(apply_fn, regime, options)
+    state = jax.vmap(lambda p: train.init_state(regime, p, opt))(params0)
+    return jax.jit(jax.vmap(guarded_step)), state
+
+
+def train_members(apply_fn: ApplyFn, regime: Regime, members: list[Member]
+                  ) -> list[Optional[NonFiniteLossError]]:
+    """Trains ``regime`` once per member in lockstep, as one vmapped program.
+
+    Every member is a run of :func:`train_regime` (same records, up to the
+    summation order of vmapped kernels) on one device, without checkpoints:
+    its own ``params0``, training set (same size), evaluator, probe, hooks and
+    options. A member stops at its ``options.stop`` or when it diverges; the
+    others go on. Returns each member's :class:`NonFiniteLossError`, or None.
+    """
+    options = _shared_options(members)
+    n = len(members[0].train_set.y)
+    params0 = jax.tree.map(lambda *a: jnp.stack(a), *[m.params0 for m in members])
+    step_fn, state = _batched_step(apply_fn, regime, options, params0)
+    f0 = None
+    if regime.kind == "rescaled":
+        f0 = [np.asarray(regimes_lib.initial_outputs(apply_fn, m.params0, m.train_set.x))
+              for m in members]
+    loops = [_Loop(apply_fn, regime, m.params0, m.options, m.evaluator, m.hooks, m.probe,
+                   RecordSchedule(options.num_steps, ladder_ratio=options.ladder_ratio), n)
+             for m in members]
+    active, counts = list(range(len(members))), [0] * len(members)
+    errors: list[Optional[NonFiniteLossError]] = [None] * len(members)
+    pending = None
+    for step in range(options.num_steps):
+        new_state, measurements = step_fn(state, params0,
+                                          *_stacked_batch(members, f0, step, options))
+        if pending is not None:
+            _finish_members(loops, pending, active, counts, errors)
+            if not active:
+                return errors
+        pending, state = _Pending(step, state, measurements, new_state), new_state
+    if pending is not None:
+        _finish_members(loops, pending, active, counts, errors)
+    return errors
+
+
+def _finish_members(loops: list[_Loop], pending: _Pending, active: list[int],
+                    counts: list[int], errors: list) -> None:
+    """:func:`_finish` of each active member; drops those that stop or diverge."""
+    losses, finite = _host_values(pending.measurements)
+    for k in list(active):
+        params_at = lambda k=k: jax.tree.map(lambda a: a[k], pending.state.params)
+        try:
+            counts[k], stop = _finish(loops[k], pending.step, float(losses[k]),
+                                      bool(finite[k]), params_at, counts[k])
+        except NonFiniteLossError as err:
+            errors[k], stop = err, True
+        if stop:
+            active.remove(k)
 
 
 class _ProgressLog:

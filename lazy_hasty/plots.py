@@ -2,7 +2,7 @@
 
 Every figure of the reproduction lives in this module: Fig. 1 (the yin-yang
 toy), Figs. 2 and 3 (example difficulty, spurious correlations; one run) and
-Fig. 4 (bands over seeds). Uses matplotlib's "Agg" backend.
+Fig. 4 (bands over seeds), learning times and Fig. 5 (a sweep). Uses matplotlib's "Agg" backend.
 """
 
 from __future__ import annotations
@@ -445,17 +445,72 @@ def _learning_time_scatter(ax: plt.Axes, times: Mapping[str, np.ndarray],
 
 
 def plot_learning_times(path: str, times: Mapping[str, np.ndarray], spec: DifficultySpec,
-                        compare: Sequence[str], *, dpi: int = 110) -> None:
+                        compare: Sequence[str] | None, *, dpi: int = 110) -> None:
     """Per-example learning times (``learning_times.npz`` arrays, see
     :func:`lazy_hasty.learning_times.difficulty_learning_times`): one panel per regime
     of per-group empirical CDFs on the spec's progress axis (reversed when it
-    decreases: progress goes right), then ``compare[0]`` against ``compare[1]`` per example.
+    decreases: progress goes right), then ``compare[0]`` against ``compare[1]`` per
+    example (no scatter when ``compare`` is None: a run of one regime).
     """
     regimes = [str(r) for r in times["regimes"]]
-    fig, axes = plt.subplots(1, len(regimes) + 1, figsize=(3.8 * (len(regimes) + 1), 3.6),
-                             layout="constrained", squeeze=False)
+    panels = len(regimes) + (compare is not None)
+    fig, axes = plt.subplots(1, panels, figsize=(3.8 * panels, 3.6), layout="constrained",
+                             squeeze=False)
     for ax, regime in zip(axes[0], regimes):
         _learning_time_cdfs(ax, times, regime, spec)
-    _learning_time_scatter(axes[0, -1], times, compare, spec)
+    if compare is not None:
+        _learning_time_scatter(axes[0, -1], times, compare, spec)
+    save_figure(fig, path, dpi)
+    plt.close(fig)
+
+
+def _sweep_statistic_panel(ax: plt.Axes, summary: Mapping, stat: str, log_axis: bool) -> None:
+    """Fig. 5a: the statistic against the axis value, seeds and across-seed mean."""
+    rows = summary[stat]["by_value"]
+    for row in rows:
+        seeds = [v for v in row["values"] if v is not None]
+        ax.plot([row["value"]] * len(seeds), seeds, "o", color="0.6", ms=3, zorder=1)
+    done = [r for r in rows if r["mean"] is not None]
+    x = np.array([r["value"] for r in done])
+    mean = np.array([r["mean"] for r in done])
+    lo_hi = np.array([r["interval"] or [r["mean"], r["mean"]] for r in done]).reshape(-1, 2)
+    ax.errorbar(x, mean, yerr=[mean - lo_hi[:, 0], lo_hi[:, 1] - mean], fmt="o-", color="C0",
+                capsize=3, label="mean over seeds, 95% t interval", zorder=2)
+    ax.axhline(0.0, color="k", ls="--", lw=1,
+               label=f"{summary['reference']} (alpha -> inf): 0 by definition")
+    if log_axis:
+        ax.set_xscale("log")
+    ax.set_xlabel(summary["axis"])
+    ax.set_ylabel(stat.replace("_", " "))
+    ax.set_title(f"{stat.replace('_', ' ')} against {summary['reference']}, per seed")
+    ax.legend(fontsize=7)
+
+
+def _sweep_linearity_panel(ax: plt.Axes, summary: Mapping, stat: str, metric: str) -> None:
+    """Fig. 5b/c: each run's statistic against its linearity at the end of training."""
+    values = np.array(summary["values"], float)
+    shade = plt.get_cmap("viridis")(np.linspace(0, 1, len(values)))
+    for colour, v, s_row, m_row in zip(shade, values, summary[stat]["by_value"],
+                                       summary[metric]["by_value"]):
+        pairs = [(m, s) for m, s in zip(m_row["values"], s_row["values"])
+                 if m is not None and s is not None]
+        if pairs:
+            ax.plot(*zip(*pairs), "o", color=colour, ms=4, label=f"{summary['axis']}={v:g}")
+    ax.set_xlabel(f"{metric.replace('_', ' ')} at the end of training")
+    ax.set_ylabel(stat.replace("_", " "))
+    ax.legend(fontsize=6, ncol=2)
+
+
+def plot_sweep(path: str, summary: Mapping, spec: DifficultySpec, *, dpi: int = 120) -> None:
+    """Fig. 5: the spec's first statistic along the sweep's axis, and against how
+    linear each run stayed (sign similarity, NTK alignment)."""
+    stat = spec.statistics[0]
+    log_axis = min(summary["values"]) > 0
+    fig, axes = plt.subplots(1, 3, figsize=(3 * PANEL_INCHES * 1.3, PANEL_INCHES * 1.2))
+    _sweep_statistic_panel(axes[0], summary, stat, log_axis)
+    for ax, metric in zip(axes[1:], ("sign_similarity", "ntk_alignment")):
+        _sweep_linearity_panel(ax, summary, stat, metric)
+    fig.suptitle(f"{spec.name}: {len(summary['seeds'])} seeds")
+    fig.tight_layout()
     save_figure(fig, path, dpi)
     plt.close(fig)

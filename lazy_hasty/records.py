@@ -145,3 +145,21 @@ def mark_completed(workdir: str) -> None:
 def is_completed(workdir: str) -> bool:
     """Whether ``workdir`` holds a finished run."""
     return os.path.exists(os.path.join(workdir, COMPLETED))
+
+
+DIVERGED = "DIVERGED"
+"""Marker file (holding the error) of a run that stopped on a non-finite loss or parameters."""
+
+
+def mark_diverged(workdir: str, message: str) -> None:
+    """Marks ``workdir`` as a run that diverged; sweeps count it and go on."""
+    atomic_write(os.path.join(workdir, DIVERGED), lambda f: f.write(message + "\n"))
+
+
+def diverged(workdir: str) -> str | None:
+    """The divergence message of ``workdir``'s run, or None if it did not diverge."""
+    path = os.path.join(workdir, DIVERGED)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return f.read().strip()

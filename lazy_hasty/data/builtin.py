@@ -44,7 +44,8 @@ def estimated_or_published_cscores(ds: splits.Dataset, source: str, cache: str, 
     """C-scores of the train and held-out splits: a published file or eq. 5 (cached).
 
     ``source`` is ``"estimate"`` or a path/URL of a published npz; the cache
-    defaults to ``~/.cache/lazy_hasty/<dataset>_cscores.npz`` and is written by
+    defaults to ``~/.cache/lazy_hasty/<dataset>_cscores_seed<seed>.npz`` (one per seed,
+    so runs of several seeds do not evict each other's) and is written by
     process 0 only.
     """
     train, heldout = ds.splits["train"], ds.splits["heldout"]
@@ -59,7 +60,7 @@ def estimated_or_published_cscores(ds: splits.Dataset, source: str, cache: str, 
         scores = consistency.estimate_cscores(x, y, ds.num_classes, **kwargs)
     else:
         cache = cache or os.path.join(os.path.expanduser("~/.cache/lazy_hasty"),
-                                      f"{ds.name}_cscores.npz")
+                                      f"{ds.name}_cscores_seed{seed}.npz")
         scores = consistency.cached_cscores(cache, x, y, ds.num_classes, **kwargs)
     return scores[:len(train.y)], scores[len(train.y):]
 

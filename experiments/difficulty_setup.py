@@ -1,0 +1,59 @@
+"""What a difficulty run is made of, from its config: network, ``params0``,
+evaluator, linearity probe and training options (``experiments/difficulty.py``
+and the sweep share them)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import ml_collections
+import numpy as np
+
+from lazy_hasty import datasets, minibatch, models, rng
+from lazy_hasty.difficulty import DifficultySpec
+from lazy_hasty.evaluation import GroupEvaluator, LinearityProbe
+from lazy_hasty.types import ApplyFn, Params
+
+
+class Setup(NamedTuple):
+    """The network, its shared initialisation and what is measured at each record."""
+
+    apply_fn: ApplyFn
+    params0: Params
+    evaluator: GroupEvaluator
+    probe: LinearityProbe
+    state: Params                   # non-trainable variables apply_fn closes over
+
+
+def build(config: ml_collections.ConfigDict, data: datasets.DescribedDataset) -> Setup:
+    """Model and ``params0`` (seeded, or imported weights), evaluator and probe."""
+    module = models.get_model(config.model, num_outputs=data.num_classes,
+                              **config.model_kwargs.to_dict())
+    train = data.train
+    params0, state = models.init_model(module, rng.jax_key(config.seed), train.x[:1])
+    if config.pretrained:           # ImageNet ResNet18 weights, fresh head (Waterbirds)
+        from lazy_hasty.models import torch_import
+        params0, state = torch_import.resnet18_variables_from_torchvision(
+            torch_import.load_state_dict_arrays(config.pretrained), data.num_classes,
+            rng.jax_key(config.seed))
+    probe_idx = rng.numpy_rng(config.seed, 1).choice(len(train.y), config.probe_size,
+                                                     replace=False)
+    probe = LinearityProbe(module, state, params0, train.x[np.sort(probe_idx)],
+                           ntk_implementation=config.ntk_implementation,
+                           ntk_chunk_size=config.ntk_chunk_size or None)
+    evaluator = GroupEvaluator(data.flat_groups(), batch_size=config.eval_batch_size)
+    return Setup(models.make_apply_fn(module, state), params0, evaluator, probe, state)
+
+
+def options(config: ml_collections.ConfigDict, num_steps: int,
+            spec: DifficultySpec) -> minibatch.TrainOptions:
+    """The training options of one regime (a stop rule on the spec's progress measure
+    when ``config.stop_at_progress`` is set)."""
+    stop = None
+    if config.stop_at_progress > 0:
+        stop = minibatch.StopRule(spec.progress_key, config.stop_at_progress, spec.decreasing)
+    return minibatch.TrainOptions(
+        num_steps=num_steps, batch_size=config.batch_size, learning_rate=config.learning_rate,
+        momentum=config.momentum, seed=config.seed, ladder_ratio=config.ladder_ratio,
+        probe_every=config.probe_every, checkpoint_every=config.checkpoint_every_steps,
+        stop=stop)
