@@ -8,7 +8,10 @@ Re-running a command is safe: a workdir marked ``COMPLETED`` is left as it is
 with checkpoints (the example-difficulty experiments) resumes from its newest
 one. Exit codes: 0 success (or already completed), 1 a configuration or data
 error (one line on stderr), 3 training diverged (one line naming the regime,
-step and last good checkpoint; the workdir gets ``DIVERGED`` holding it).
+step and last good checkpoint; the workdir gets ``DIVERGED`` holding it), 75
+preempted: SIGTERM or SIGINT stopped an example-difficulty run at a step boundary
+after a checkpoint (one line; re-run the same command to resume; a scheduler can
+requeue on this code).
 """
 
 import importlib
@@ -20,7 +23,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import common
-from lazy_hasty import checkpoint, records
+from lazy_hasty import checkpoint, preemption, records
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -67,6 +70,9 @@ def main(argv):
                   "nothing to do (use a new --workdir to run it again)", file=sys.stderr)
             return
         driver.run(config, _WORKDIR.value)
+    except preemption.Preempted as e:        # SIGTERM/SIGINT: stopped at a step, saved
+        print(f"main.py: {e}", file=sys.stderr)
+        sys.exit(preemption.EXIT_CODE)
     except FloatingPointError as e:          # minibatch.NonFiniteLossError: divergence
         if _DEBUG.value:
             raise

@@ -10,8 +10,9 @@ linearity probe). Outputs in the workdir: ``config.json``, ``metrics.jsonl``
 spec's statistics with intervals, and the spec) and ``fig2.png`` (``fig3.png``: spurious).
 
 Preemption: ``checkpoints/`` holds orbax checkpoints (every
-``checkpoint_every_steps`` steps and at the end of each regime); the same
-command resumes from the newest one and writes the same ``metrics.jsonl`` as an
+``checkpoint_every_steps`` steps, at the end of each regime, and when SIGTERM or
+SIGINT stops the run at a step: :mod:`lazy_hasty.preemption`); the same command
+resumes from the newest one and writes the same ``metrics.jsonl`` as an
 uninterrupted run (see :class:`lazy_hasty.run_log.RunLog`).
 """
 
@@ -27,8 +28,9 @@ from absl import logging
 
 from experiments import common, validation
 from experiments.difficulty_setup import Setup, build, options
-from lazy_hasty import (checkpoint, datasets, learning_times, minibatch, plots, progress,
-                        records, regimes, run_log)
+from lazy_hasty import (checkpoint, datasets, learning_times, minibatch, plots, preemption,
+                        progress, records, regimes, run_log)
+from lazy_hasty.monitor import TensorBoardMonitor
 
 
 class Prepared(NamedTuple):
@@ -70,7 +72,9 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> Prepared:
     if resume_step is not None or config.checkpoint_every_steps > 0:
         checkpointer = checkpoint.Checkpointer(checkpoint_dir, keep=config.checkpoints_to_keep)
     log = run_log.RunLog(paths["metrics.jsonl"], [p.name for p in parsed], num_steps, writer,
-                         checkpointer, save=config.checkpoint_every_steps > 0)
+                         checkpointer, save=config.checkpoint_every_steps > 0,
+                         monitor=TensorBoardMonitor(os.path.join(workdir, "tensorboard"))
+                         if writer and config.tensorboard else None)
     if resume_step is not None:
         log.restore(resume_step, setup.evaluator.size)
     return Prepared(config, parsed, data, setup, [options(config, n, data.spec)
@@ -89,7 +93,7 @@ def train_all(prep: Prepared) -> None:
             minibatch.train_regime(prep.setup.apply_fn, regime, prep.setup.params0,
                                    prep.data.train, opts, prep.setup.evaluator,
                                    prep.log.begin(i), prep.setup.probe)
-        except minibatch.NonFiniteLossError as err:
+        except (minibatch.NonFiniteLossError, preemption.Preempted) as err:
             err.last_checkpoint = prep.log.describe_last()
             raise
         prep.log.save(i + 1, None)                # regime done (the last: run done)
@@ -102,7 +106,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """
     prep = prepare(config, workdir)
     try:
-        train_all(prep)
+        with preemption.graceful():           # SIGTERM/SIGINT: checkpoint, then stop
+            train_all(prep)
     finally:
         if prep.checkpointer is not None:
             prep.checkpointer.close()

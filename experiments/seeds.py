@@ -9,7 +9,9 @@ Seed ``k`` (``first_seed <= k < first_seed + seeds``) runs, one after the other,
 verbatim). A seed whose workdir holds ``COMPLETED`` (written by ``main.py`` after
 a successful run) is skipped, so re-launching after a preemption only runs what
 is missing; a seed that was interrupted resumes from its last checkpoint. A
-failing seed stops the script with that seed's exit code. Seeds run in the
+failing seed stops the script with that seed's exit code. SIGTERM or SIGINT is
+forwarded to the running seed, which checkpoints at its next step and exits
+with ``main.py``'s preempted code (75), as this script then does. Seeds run in the
 current directory, so a ``--config.dataset=module:function`` found from there
 is found by every seed.
 
@@ -55,7 +57,7 @@ if ROOT not in sys.path:
 from absl import app, flags  # noqa: E402
 
 from experiments import common  # noqa: E402
-from lazy_hasty import inference, records  # noqa: E402
+from lazy_hasty import inference, preemption, records  # noqa: E402
 from lazy_hasty.difficulty import DifficultySpec  # noqa: E402
 
 MAIN = os.path.join(ROOT, "main.py")
@@ -177,7 +179,13 @@ def main(argv):
     for k in pending:
         cmd = seed_command(config, workdir, k, _OVERRIDES)
         print(f"seeds.py: running seed {k}: {shlex.join(cmd)}", flush=True)
-        code = subprocess.run(cmd).returncode
+        child = subprocess.Popen(cmd)
+        with preemption.forward_to(child):          # the seed checkpoints and stops
+            code = child.wait()
+        if code == preemption.EXIT_CODE:
+            print(f"seeds.py: seed {k} was preempted (workdir {seed_dir(workdir, k)}); "
+                  "re-run the same command to resume", file=sys.stderr, flush=True)
+            sys.exit(code)
         if code != 0:
             print(f"seeds.py: error: seed {k} failed with exit code {code} "
                   f"(workdir {seed_dir(workdir, k)}); seeds before it are done, "

@@ -26,7 +26,8 @@ Batching: the seeds of one value train in lockstep as one vmapped program
 ``--nobatch``). A run that diverges gets ``DIVERGED`` in its workdir and the
 sweep goes on. A run holding ``COMPLETED`` or ``DIVERGED`` is skipped, so the
 same command resumes a preempted sweep (the run is the unit: a sweep takes no
-mid-run checkpoints). ``--print_commands`` prints one command per pending run,
+mid-run checkpoints; SIGTERM/SIGINT stop it at a step with exit code 75).
+``--print_commands`` prints one command per pending run,
 references first: a value's targets are known once its references are done,
 so run what it prints, then ask again.
 
@@ -51,6 +52,7 @@ if ROOT not in sys.path:
 from absl import app, flags, logging  # noqa: E402
 
 from experiments import common, sweep_runs  # noqa: E402
+from lazy_hasty import preemption  # noqa: E402
 
 FLAGS = flags.FLAGS
 DEFAULT_VALUES = "0.5,1,3,10,30,100,300,1000"
@@ -106,8 +108,12 @@ def main(argv):
             FLAGS.reference_epochs, FLAGS.max_epochs, list(_OVERRIDES))
         if FLAGS.print_commands:
             return _print_commands(plan)
-        sweep_runs.run_all(plan, batch=FLAGS.batch)
+        with preemption.graceful():
+            sweep_runs.run_all(plan, batch=FLAGS.batch)
         paths = sweep_runs.aggregate(plan)
+    except preemption.Preempted as e:
+        print(f"sweep.py: {e} (the interrupted runs start over)", file=sys.stderr)
+        sys.exit(preemption.EXIT_CODE)
     except (ValueError, FileNotFoundError, ImportError) as e:
         sys.exit(f"sweep.py: error: {e}")
     print(f"sweep.py: wrote {', '.join(paths)}")

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from lazy_hasty import regimes as regimes_lib, rng, sharding, train
+from lazy_hasty import preemption, regimes as regimes_lib, rng, sharding, train
 from lazy_hasty.evaluation import GroupEvaluator, LinearityProbe
 from lazy_hasty.data.splits import Split
 from lazy_hasty.regimes import Regime
@@ -267,6 +267,8 @@ def train_regime(apply_fn: ApplyFn, regime: Regime, params0: Params, train_set: 
     # of step k still evaluates the state at step k.
     pending = None
     for step in range(first_step, options.num_steps):
+        if preemption.stop_requested(step):
+            _preempt(loop, pending, state, step, num_records)
         idx = batch_indices(options.seed, step, n, options.batch_size)
         batch = (train_set.x[idx], train_set.y[idx]) + (() if f0 is None else (f0[idx],))
         new_state, measurements = step_fn(state, params0, *sharding.shard_batch(batch, mesh))
@@ -279,6 +281,19 @@ def train_regime(apply_fn: ApplyFn, regime: Regime, params0: Params, train_set: 
     if pending is not None:
         _finish_single(loop, pending, num_records)
     return state.params
+
+
+def _preempt(loop: _Loop, pending: Optional["_Pending"], state: train.TrainState, step: int,
+             num_records: int) -> None:
+    """Stops before ``step`` on a signal: finishes the pending step, checkpoints the
+    progress (unless nothing ran since the last checkpoint), raises ``Preempted``."""
+    if pending is not None:
+        num_records, stop = _finish_single(loop, pending, num_records)
+        every = loop.options.checkpoint_every
+        if not stop and not (every > 0 and step % every == 0):   # else just saved
+            loop.hooks.checkpoint(RegimeProgress(step, state, loop.schedule.state_dict(),
+                                                 num_records))
+    raise preemption.Preempted(loop.regime.name, step)
 
 
 class _Pending(NamedTuple):
@@ -372,6 +387,10 @@ def train_members(apply_fn: ApplyFn, regime: Regime, members: list[Member]
     errors: list[Optional[NonFiniteLossError]] = [None] * len(members)
     pending = None
     for step in range(options.num_steps):
+        if preemption.stop_requested(step):         # runs are the unit: no checkpoint
+            if pending is not None:
+                _finish_members(loops, pending, active, counts, errors)
+            raise preemption.Preempted(regime.name, step)
         new_state, measurements = step_fn(state, params0,
                                           *_stacked_batch(members, f0, step, options))
         if pending is not None:
