@@ -56,6 +56,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.ntk_implementation = "structured"   # or "jacobian", "ntvp" (lazy_hasty/ntk.py)
     config.ntk_chunk_size = 0           # 0: no chunking
     config.eval_batch_size = 512
+    # A training set up to this size (MiB, with f(params0, x)) is put on every device
+    # once and minibatches are gathered there; a larger one is gathered on the host,
+    # one step ahead. 0: always the host.
+    config.device_data_mb = 1024
     # Preemption: an orbax checkpoint every this many training steps (and at the end
     # of each regime); re-running the same command resumes from the newest one.
     # 0 turns checkpointing off (a killed run then starts over).

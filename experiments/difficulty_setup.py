@@ -56,4 +56,4 @@ def options(config: ml_collections.ConfigDict, num_steps: int,
         num_steps=num_steps, batch_size=config.batch_size, learning_rate=config.learning_rate,
         momentum=config.momentum, seed=config.seed, ladder_ratio=config.ladder_ratio,
         probe_every=config.probe_every, checkpoint_every=config.checkpoint_every_steps,
-        stop=stop)
+        stop=stop, device_data_bytes=int(config.device_data_mb * 2**20))

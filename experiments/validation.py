@@ -18,7 +18,8 @@ from lazy_hasty import datasets, regimes, sharding
 
 POSITIVE_KEYS = ("batch_size", "learning_rate", "probe_every", "eval_batch_size",
                  "checkpoints_to_keep")
-NON_NEGATIVE_KEYS = ("group_size", "test_size", "checkpoint_every_steps", "distractors")
+NON_NEGATIVE_KEYS = ("group_size", "test_size", "checkpoint_every_steps", "distractors",
+                     "device_data_mb")
 
 
 def _check_ranges(config: ml_collections.ConfigDict) -> None:

@@ -11,12 +11,15 @@ driver stores it), and stops with :class:`NonFiniteLossError` on divergence.
 
 from __future__ import annotations
 
+import concurrent.futures
+import math
 import time
 from typing import Callable, NamedTuple, Optional, Protocol
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
 from absl import logging
 
 from lazy_hasty import preemption, regimes as regimes_lib, rng, sharding, train
@@ -32,11 +35,16 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return rng.numpy_rng(seed, epoch).permutation(n)
 
 
+def batch_slice(step: int, n: int, batch_size: int) -> tuple[int, slice]:
+    """The epoch of ``step`` and where its minibatch sits in that epoch's order."""
+    epoch, i = divmod(step, n // batch_size)
+    return epoch, slice(i * batch_size, (i + 1) * batch_size)
+
+
 def batch_indices(seed: int, step: int, n: int, batch_size: int) -> np.ndarray:
     """Indices of the minibatch at ``step`` (incomplete last batches are dropped)."""
-    per_epoch = n // batch_size
-    epoch, i = divmod(step, per_epoch)
-    return epoch_order(seed, epoch, n)[i * batch_size:(i + 1) * batch_size]
+    epoch, where = batch_slice(step, n, batch_size)
+    return epoch_order(seed, epoch, n)[where]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -115,6 +123,7 @@ class TrainOptions(NamedTuple):
     optimizer: str = "sgd"
     log_every_seconds: float = 30.0
     stop: Optional[StopRule] = None  # None: train for num_steps
+    device_data_bytes: int = 0      # training sets up to this size are kept on device
 
 
 class Hooks(Protocol):
@@ -176,13 +185,74 @@ def _guarded_step(apply_fn: ApplyFn, regime: Regime, options: TrainOptions):
     return guarded_step, opt
 
 
-def _compiled_step(apply_fn: ApplyFn, regime: Regime, options: TrainOptions):
-    """The jitted step, its replicated step-0 state maker and the data mesh."""
-    mesh = sharding.data_mesh()
-    sharding.check_batch_size(options.batch_size, mesh)
+def _compiled_step(apply_fn: ApplyFn, regime: Regime, options: TrainOptions,
+                   batches: "_Batches"):
+    """The jitted step fed by ``batches``, and its replicated step-0 state maker."""
     guarded_step, opt = _guarded_step(apply_fn, regime, options)
-    init = lambda params0: sharding.replicate(train.init_state(regime, params0, opt), mesh)
-    return jax.jit(guarded_step), init, mesh
+    init = lambda params0: sharding.replicate(train.init_state(regime, params0, opt),
+                                              batches.mesh)
+    return jax.jit(batches.feed(guarded_step)), init
+
+
+class _Batches:
+    """Where a regime's minibatches come from: the device or the host.
+
+    When the training set (and ``f0``) fits in ``options.device_data_bytes``,
+    it is put on every device once and each step gathers its minibatch there
+    from the step's indices (only the indices travel). Otherwise the host
+    gathers each minibatch, one step ahead in a background thread, so the
+    step never waits for it. The gathered values are the same either way.
+    """
+
+    def __init__(self, train_set: Split, f0: Optional[np.ndarray], options: TrainOptions):
+        self.mesh = sharding.data_mesh()
+        sharding.check_batch_size(options.batch_size, self.mesh)
+        self.options, self.n = options, len(train_set.y)
+        arrays = (train_set.x, train_set.y) + (() if f0 is None else (f0,))
+        size = sum(getattr(a, "nbytes", math.inf) for a in arrays)
+        on_device = 0 < size <= options.device_data_bytes and isinstance(train_set.x,
+                                                                           np.ndarray)
+        self.arrays = sharding.replicate(arrays, self.mesh) if on_device else arrays
+        self.on_device = on_device
+        self._pool = None if on_device else concurrent.futures.ThreadPoolExecutor(1)
+        self._next: Optional[tuple[int, concurrent.futures.Future]] = None
+        self._order: tuple[int, Optional[np.ndarray]] = (-1, None)   # (epoch, its order)
+
+    def feed(self, step_fn: Callable) -> Callable:
+        """``step_fn(state, params0, *batch)`` taking what :meth:`args` gives."""
+        if not self.on_device:
+            return step_fn
+        batch = NamedSharding(self.mesh, sharding.BATCH)
+        gather = lambda a, idx: a.at[idx].get(out_sharding=batch)
+        return lambda state, params0, idx, *data: step_fn(
+            state, params0, *(gather(a, idx) for a in data))
+
+    def indices(self, step: int) -> np.ndarray:
+        """:func:`batch_indices` of ``step``, its epoch's order drawn once."""
+        epoch, where = batch_slice(step, self.n, self.options.batch_size)
+        if self._order[0] != epoch:
+            self._order = (epoch, epoch_order(self.options.seed, epoch, self.n))
+        return self._order[1][where]
+
+    def _host_batch(self, step: int) -> tuple:
+        idx = self.indices(step)
+        return sharding.shard_batch(tuple(a[idx] for a in self.arrays), self.mesh)
+
+    def args(self, step: int) -> tuple:
+        """The step's batch arguments (host path: prefetches the next step's)."""
+        if self.on_device:
+            return (*sharding.shard_batch((self.indices(step),), self.mesh), *self.arrays)
+        if self._next is not None and self._next[0] == step:
+            batch = self._next[1].result()
+        else:
+            batch = self._host_batch(step)
+        if step + 1 < self.options.num_steps:
+            self._next = (step + 1, self._pool.submit(self._host_batch, step + 1))
+        return batch
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 def _finish(loop: _Loop, step: int, loss: float, finite: bool,
@@ -247,12 +317,13 @@ def train_regime(apply_fn: ApplyFn, regime: Regime, params0: Params, train_set: 
     n = len(train_set.y)
     if options.batch_size > n:
         raise ValueError(f"batch_size {options.batch_size} exceeds the {n} training examples")
-    step_fn, init, mesh = _compiled_step(apply_fn, regime, options)
-    params0 = sharding.replicate(params0, mesh)
-    state = init(params0)
+    params0 = sharding.replicate(params0, sharding.data_mesh())
     f0 = None
     if regime.kind == "rescaled":    # f(params0, x) of the fixed, unaugmented train set
         f0 = np.asarray(regimes_lib.initial_outputs(apply_fn, params0, train_set.x))
+    batches = _Batches(train_set, f0, options)
+    step_fn, init = _compiled_step(apply_fn, regime, options, batches)
+    state = init(params0)
     loop = _Loop(apply_fn, regime, params0, options, evaluator, hooks, probe,
                  RecordSchedule(options.num_steps, ladder_ratio=options.ladder_ratio), n)
     first_step, num_records = 0, 0
@@ -261,17 +332,26 @@ def train_regime(apply_fn: ApplyFn, regime: Regime, params0: Params, train_set: 
         first_step, state, num_records = progress.step, progress.state, progress.num_records
         loop.schedule.load_state_dict(progress.schedule)
         logging.info("%s: resuming at step %d/%d", regime.name, first_step, options.num_steps)
-    log = _ProgressLog(regime.name, options, first_step)
-    # One step of lag: step k+1 is dispatched before step k's loss is read on the
-    # host, so the accelerator never waits for the host between steps. The record
-    # of step k still evaluates the state at step k.
+    try:
+        return _steps(loop, step_fn, batches, state, first_step, num_records)
+    finally:
+        batches.close()
+
+
+def _steps(loop: _Loop, step_fn: Callable, batches: _Batches, state: train.TrainState,
+           first_step: int, num_records: int) -> Params:
+    """The step loop of :func:`train_regime` from ``first_step``; returns the params.
+
+    One step of lag: step k+1 is dispatched before step k's loss is read on the
+    host, so the accelerator never waits for the host between steps. The record
+    of step k still evaluates the state at step k.
+    """
+    log = _ProgressLog(loop.regime.name, loop.options, first_step)
     pending = None
-    for step in range(first_step, options.num_steps):
+    for step in range(first_step, loop.options.num_steps):
         if preemption.stop_requested(step):
             _preempt(loop, pending, state, step, num_records)
-        idx = batch_indices(options.seed, step, n, options.batch_size)
-        batch = (train_set.x[idx], train_set.y[idx]) + (() if f0 is None else (f0[idx],))
-        new_state, measurements = step_fn(state, params0, *sharding.shard_batch(batch, mesh))
+        new_state, measurements = step_fn(state, loop.params0, *batches.args(step))
         if pending is not None:
             num_records, stop = _finish_single(loop, pending, num_records)
             log.step(pending.step, loop.schedule.ema_loss)

@@ -15,6 +15,10 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 
+BATCH = P("data")
+"""The batch's partition: its leading axis split over the ``"data"`` mesh axis."""
+
+
 def data_mesh() -> Mesh:
     """A 1-d mesh named ``"data"`` over all devices of all processes."""
     return jax.make_mesh((jax.device_count(),), ("data",))
@@ -40,7 +44,7 @@ def shard_batch(tree: Any, mesh: Mesh) -> Any:
     ``tree`` holds the *global* batch on every process; each process passes on
     its own contiguous slice, as ``jax.make_array_from_process_local_data`` expects.
     """
-    sharding = NamedSharding(mesh, P("data"))
+    sharding = NamedSharding(mesh, BATCH)
     index, count = jax.process_index(), jax.process_count()
 
     def put(a):
