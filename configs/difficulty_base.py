@@ -65,4 +65,8 @@ def get_config() -> ml_collections.ConfigDict:
     # 0 turns checkpointing off (a killed run then starts over).
     config.checkpoint_every_steps = 1000
     config.checkpoints_to_keep = 2      # newest checkpoints kept in <workdir>/checkpoints
+    # Live monitoring: True writes every record's scalars as TensorBoard event files to
+    # <workdir>/tensorboard/<regime>/ (tensorboard --logdir <workdir>/tensorboard); needs
+    # pip install 'lazy-hasty[tensorboard]'. metrics.jsonl is the same either way.
+    config.tensorboard = False
     return config

@@ -18,8 +18,9 @@ from absl import flags
 from lazy_hasty import records
 
 RESUME_FREE_KEYS = ("checkpoint_every_steps", "checkpoints_to_keep", "data_dir",
-                    "cscore_cache")
-"""Config keys that may differ when a run is resumed: they move or pace files, not results."""
+                    "cscore_cache", "tensorboard")
+"""Config keys that may differ when a run is resumed: they move, pace or mirror files, not
+results."""
 
 
 def check_keys(config: ml_collections.ConfigDict,

@@ -14,7 +14,7 @@ import ml_collections
 
 from configs import difficulty_base
 from experiments import common
-from lazy_hasty import datasets, regimes, sharding
+from lazy_hasty import datasets, monitor, regimes, sharding
 
 POSITIVE_KEYS = ("batch_size", "learning_rate", "probe_every", "eval_batch_size",
                  "checkpoints_to_keep")
@@ -52,6 +52,8 @@ def check_config(config: ml_collections.ConfigDict) -> list[regimes.Regime]:
     datasets.resolve(config.dataset)
     _check_weights(config)
     _check_ranges(config)
+    if config.tensorboard:
+        monitor.check_installed()
     parsed = [regimes.parse_regime(r) for r in config.regimes]
     names = [p.name for p in parsed]
     if len(set(names)) != len(parsed):

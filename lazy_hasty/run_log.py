@@ -35,8 +35,10 @@ class RunLog:
 
     FORMAT = 1
 
-    def __init__(self, metrics_path, names, num_steps, writer, checkpointer, save):
+    def __init__(self, metrics_path, names, num_steps, writer, checkpointer, save,
+                 monitor=None):
         self.path, self.names, self.writer = metrics_path, names, writer
+        self.monitor = monitor            # called with each new record (lazy_hasty.monitor)
         self.offsets = np.concatenate([[0], np.cumsum(num_steps)]).astype(int).tolist()
         self.checkpointer, self.saving = checkpointer, save
         self.records: list[dict] = []
@@ -58,6 +60,8 @@ class RunLog:
         self.hash.update(line.encode("utf-8"))
         self.records.append(json.loads(line))
         self.correct[self.current].append(correct.astype(np.uint8))
+        if self.monitor is not None:
+            self.monitor(self.records[-1])
 
     def checkpoint(self, progress: minibatch.RegimeProgress) -> None:
         """:class:`lazy_hasty.minibatch.Hooks`: checkpoints the current regime mid-way."""

@@ -3,6 +3,8 @@ used by the driver tests of every dataset."""
 
 import json
 import os
+import struct
+import sys
 
 import numpy as np
 import pytest
@@ -146,3 +148,63 @@ def check_learning_times(run):
         rho = inference.spearman(late, times["rank"])
         assert got["spearman"] == pytest.approx(rho, abs=1e-12)
         assert got["interval"][0] <= got["spearman"] <= got["interval"][1]
+
+
+def hide_package(patch, package):
+    """Makes every import of ``package`` or of its submodules fail (``patch``: a pytest
+    MonkeyPatch), as if it were not installed."""
+    for name in {package, *(n for n in sys.modules if n.startswith(package + "."))}:
+        patch.setitem(sys.modules, name, None)
+
+
+def _masked_crc32c(data):
+    """TFRecord's masked CRC-32C (the mask written out here, the CRC from tensorboardX)."""
+    from tensorboardX.crc32c import crc32c
+    crc = crc32c(data) & 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def read_events(path):
+    """The ``Event`` protos of one event file, each TFRecord's length and payload checked
+    against their masked CRC-32C."""
+    from tensorboardX.proto import event_pb2
+    with open(path, "rb") as f:
+        data = f.read()
+    events, pos = [], 0
+    while pos < len(data):
+        header, (header_crc,) = data[pos:pos + 8], struct.unpack("<I", data[pos + 8:pos + 12])
+        (length,) = struct.unpack("<Q", header)
+        payload = data[pos + 12:pos + 12 + length]
+        (payload_crc,) = struct.unpack("<I", data[pos + 12 + length:pos + 16 + length])
+        assert header_crc == _masked_crc32c(header) and len(payload) == length
+        assert payload_crc == _masked_crc32c(payload)
+        events.append(event_pb2.Event.FromString(payload))
+        pos += 16 + length
+    return events
+
+
+def read_tensorboard(logdir):
+    """``{run: events}``: every event file of each subdirectory, files in name order."""
+    return {run: [e for name in sorted(os.listdir(os.path.join(logdir, run)))
+                  for e in read_events(os.path.join(logdir, run, name))]
+            for run in os.listdir(logdir)}
+
+
+def check_tensorboard(run):
+    """The run's TensorBoard events against its records: per regime a file version, a
+    session start at step 0, then one event per record: its step, and every numeric
+    value (float32) under its key."""
+    from tensorboardX.proto import event_pb2
+    events = read_tensorboard(os.path.join(run["dir"], "tensorboard"))
+    assert set(events) == regimes(run)
+    for regime, evs in events.items():
+        mine = [r for r in run["records"] if r["regime"] == regime]
+        assert evs[0].file_version == "brain.Event:2" and len(evs) == 2 + len(mine)
+        assert evs[1].session_log.status == event_pb2.SessionLog.START and evs[1].step == 0
+        for event, rec in zip(evs[2:], mine):
+            assert event.step == rec["step"]
+            got = {v.tag: v.simple_value for v in event.summary.value}
+            assert got == {k: float(np.float32(v)) for k, v in rec.items()
+                           if k not in ("regime", "step")}
+        assert {"train_loss", "train/all/accuracy", *PROBE_KEYS} <= {
+            v.tag for v in evs[2].summary.value}

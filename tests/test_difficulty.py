@@ -2,6 +2,7 @@
 real array_record CIFAR-10, output files against independent recomputation, determinism
 and config validation before anything is written."""
 
+import json
 import os
 import time
 
@@ -27,7 +28,16 @@ def _noise_config():
 
 @pytest.fixture(scope="module")
 def noise_run(tmp_path_factory):
-    return checks.run(_noise_config(), tmp_path_factory.mktemp("noise") / "work")
+    with pytest.MonkeyPatch.context() as patch:   # monitoring off: tensorboardX never imported
+        checks.hide_package(patch, "tensorboardX")
+        return checks.run(_noise_config(), tmp_path_factory.mktemp("noise") / "work")
+
+
+@pytest.fixture(scope="module")
+def monitored_run(tmp_path_factory):
+    config = _noise_config()
+    config.tensorboard = True
+    return checks.run(config, tmp_path_factory.mktemp("monitored") / "work")
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +56,7 @@ NOISE_KEYS = ("train/clean/accuracy", "train/noisy/accuracy", "train/all/loss",
 def test_noise_run_files_and_records(noise_run):
     checks.check_files(noise_run)
     checks.check_records(noise_run, NOISE_KEYS)
+    assert not os.path.exists(os.path.join(noise_run["dir"], "tensorboard"))
 
 
 def test_noise_run_per_example_and_groups(noise_run):
@@ -63,14 +74,21 @@ def test_noise_run_summary_matches_recomputation(noise_run):
     checks.check_learning_times(noise_run)
 
 
-def test_noise_run_is_deterministic(noise_run, tmp_path):
-    again = checks.run(_noise_config(), tmp_path / "again")
-    for name in ("metrics.jsonl", "summary.json", "config.json"):
+def test_noise_run_is_deterministic(noise_run, monitored_run):
+    """Run again, with TensorBoard monitoring on: the same files, byte for byte."""
+    again = monitored_run
+    for name in ("metrics.jsonl", "summary.json"):
         with open(os.path.join(noise_run["dir"], name), "rb") as a, \
                 open(os.path.join(again["dir"], name), "rb") as b:
             assert a.read() == b.read(), name
+    configs = [json.load(open(os.path.join(r["dir"], "config.json"))) for r in (noise_run, again)]
+    assert configs[0] == {**configs[1], "tensorboard": False}
     for key, value in noise_run["npz"].items():
         np.testing.assert_array_equal(again["npz"][key], value)
+
+
+def test_noise_run_tensorboard_events_match_records(monitored_run):
+    checks.check_tensorboard(monitored_run)
 
 
 # ---------------------------------------------------------------- digits, C-scores
