@@ -8,6 +8,7 @@ process to import this file (pytest, or its controller when tests run in
 parallel workers) makes the directory; the workers inherit it.
 """
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -32,4 +33,36 @@ def pytest_unconfigure(config):
 def x64():
     """Runs a test with 64-bit floats, restoring the default afterwards."""
     with jax.enable_x64(True):
+        yield
+
+
+@contextlib.contextmanager
+def _unoptimized_compiles():
+    """Skips XLA's optimisation passes within: compiles about 2x faster.
+
+    For tests whose cost is compiling many kernels on tiny inputs and whose checks
+    are exact relations or tolerances on the maths, not the rounding of optimised
+    kernels. The caches are cleared after, so no kernel compiled here serves
+    another test.
+    """
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", before)
+        jax.clear_caches()
+
+
+@pytest.fixture
+def quick_compiles():
+    """:func:`_unoptimized_compiles` for one test."""
+    with _unoptimized_compiles():
+        yield
+
+
+@pytest.fixture(scope="module")
+def quick_compiles_module():
+    """:func:`_unoptimized_compiles` for a whole test module."""
+    with _unoptimized_compiles():
         yield

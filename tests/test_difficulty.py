@@ -253,6 +253,7 @@ def test_cifar10_groups_from_tiny_dataset(cifar_dir):
     assert groups["test/all"][0].shape == (config.test_size, 32, 32, 3)
 
 
+@pytest.mark.usefixtures("quick_compiles")     # the ResNet18's compiles are its cost
 def test_cifar10_driver_runs_on_tiny_dataset(cifar_dir, tmp_path):
     config = _cifar_config(cifar_dir)
     config.train_size = CIFAR_TRAIN_SIZE

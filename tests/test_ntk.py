@@ -12,19 +12,10 @@ from jax.flatten_util import ravel_pytree
 from lazy_hasty import models, ntk, ntk_structured
 
 
-@pytest.fixture(scope="module", autouse=True)
-def quick_compiles():
-    """Skips XLA's optimisation passes in this module, ~2x faster in all.
+# Compiling many kernels on tiny inputs is this module's cost; its checks are
+# tolerances on the maths (conftest.py).
+pytestmark = pytest.mark.usefixtures("quick_compiles_module")
 
-    Its cost is compiling many kernels on tiny inputs; the checks are tolerances
-    on the maths, not the rounding of optimised kernels. The caches are cleared
-    after so no kernel compiled here serves another module.
-    """
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
-    jax.clear_caches()
 
 # name -> (model kwargs, input shape of one example, (n1, n2)). Chunks of 2 then
 # split the MLP's inputs 3 x 2 (a grid of chunks, padded); the conv nets, whose

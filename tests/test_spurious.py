@@ -388,6 +388,7 @@ CELEBA_KEYS = ("balanced_test/men/accuracy", "balanced_test/women/accuracy",
                "train/all/loss")
 
 
+@pytest.mark.usefixtures("quick_compiles")     # the ResNet18's compiles are its cost
 def test_celeba_driver_runs_under_tfds_mock_data(tmp_path):
     pytest.importorskip("tensorflow_datasets")
     pytest.importorskip("PIL.Image")
