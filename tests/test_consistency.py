@@ -15,6 +15,10 @@ from lazy_hasty.consistency import (aggregate, batch_indices, cached_cscores, dr
 BUDGET = dict(ratios=(0.2, 0.4, 0.6, 0.8), models_per_ratio=8, steps=100,
               learning_rate=0.05, batch_size=64)
 
+# Compiling the vmapped training is most of this module's cost; its checks are
+# tolerances and exact relations, not the rounding of optimised kernels (conftest.py).
+pytestmark = pytest.mark.usefixtures("quick_compiles_module")
+
 
 def noisy_digits(n: int = 600, flip_fraction: float = 0.1, seed: int = 0):
     """n digits (8x8x1 in [0, 1]) with flip_fraction of the labels moved to another class."""

@@ -11,6 +11,9 @@ from lazy_hasty.regimes import Regime
 
 N, LR, STEPS = 6, 0.7, 12
 
+# Compiling is this module's cost; its checks are tolerances on the maths (conftest.py).
+pytestmark = pytest.mark.usefixtures("quick_compiles_module")
+
 
 def _problem():
     """Small MLP in float64, N training points with +-1 labels."""

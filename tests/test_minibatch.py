@@ -20,6 +20,10 @@ from lazy_hasty.evaluation import GroupEvaluator, LinearityProbe
 from lazy_hasty.schedule import RecordSchedule
 
 N, D, C, BATCH, STEPS, SEED = 64, 4, 3, 16, 20, 3
+
+# Compiling many small programs is this module's cost; its checks are exact relations
+# and tolerances on the maths, not the rounding of optimised kernels (conftest.py).
+pytestmark = pytest.mark.usefixtures("quick_compiles_module")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

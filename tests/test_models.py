@@ -10,6 +10,10 @@ import pytest
 from lazy_hasty.models import get_model, init_model, intermediates, make_apply_fn
 from lazy_hasty.models.resnet import make_norm
 
+# Compiling many small kernels (op by op) is this module's cost; its checks are shapes,
+# exact relations and tolerances on the maths (conftest.py).
+pytestmark = pytest.mark.usefixtures("quick_compiles_module")
+
 N = 3
 
 # (name, kwargs, input shape, num classes, expected number of ReLU pre-activations)

@@ -8,6 +8,9 @@ from jax.flatten_util import ravel_pytree
 
 from lazy_hasty import losses, models, regimes
 
+# Compiling is this module's cost; its checks are tolerances on the maths (conftest.py).
+pytestmark = pytest.mark.usefixtures("quick_compiles_module")
+
 
 def _mlp(seed=0, n=12, dtype=jnp.float64):
     module = models.get_model("mlp", features=(16, 16), num_outputs=2)

@@ -22,6 +22,11 @@ from lazy_hasty.regimes import parse_regime
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REGIMES = ["alpha=1", "alpha=100", "linearized"]
 
+# Compiling the in-process runs is most of their cost; the checks are oracles and
+# tolerances on the maths, not the rounding of optimised kernels (conftest.py). The
+# main.py processes of the CLI tests compile as usual.
+pytestmark = pytest.mark.usefixtures("quick_compiles_module")
+
 # A very small run for determinism (compile-dominated).
 SMALL = dict(num_runs=3, num_steps=200, learning_rate=0.5, thresholds=(0.6, 0.5),
              regimes=["alpha=1", "linearized"], n_train=40, hidden=(16, 16),
