@@ -165,3 +165,16 @@ def test_print_commands_lists_references_first(tmp_path):
     assert all("--config.regimes=('linearized',)" in line for line in lines)
     assert "once these references are done" in proc.stderr
     assert not work.exists()
+
+
+def test_another_axis_gives_each_value_its_reference(tmp_path):
+    work = tmp_path / "w"
+    proc = subprocess.run([sys.executable, SCRIPT, f"--config={CONFIG}", f"--workdir={work}",
+                           "--seeds=2", "--values=16,64", "--axis=model_kwargs.features",
+                           "--print_commands"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = [shlex.split(line) for line in proc.stdout.strip().splitlines()]
+    got = {(a, b) for line in lines for a in line if a.startswith("--workdir")
+           for b in line if b.startswith("--config.model_kwargs.features=")}
+    assert got == {(f"--workdir={work / f'model_kwargs.features={v}' / 'linearized' / f'seed_{k}'}",
+                    f"--config.model_kwargs.features=({v},)") for v in (16, 64) for k in (0, 1)}
