@@ -16,8 +16,10 @@ from experiments import difficulty
 from lazy_hasty import checkpoint, preemption, records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Regime alpha=1 for 30 steps, then alpha=100 for 300: SIGTERM lands mid-regime.
-OVERRIDES = ["--config.num_epochs=(3,30)", "--config.checkpoint_every_steps=5"]
+# Regime alpha=1 for 30 steps, then alpha=100 for 150 (10 steps an epoch): SIGTERM lands
+# mid-regime, with 100 steps to spare after the checkpoint it waits for (step 40).
+EPOCHS = (3, 15)
+OVERRIDES = ["--config.num_epochs=(%d,%d)" % EPOCHS, "--config.checkpoint_every_steps=5"]
 STOPPED = re.compile(r"preempted in regime (\S+) before step (\d+); last checkpoint: "
                      r"(\S+) \(regime \1, step \2\); re-run the same command to resume")
 
@@ -26,7 +28,7 @@ STOPPED = re.compile(r"preempted in regime (\S+) before step (\d+); last checkpo
 def reference(tmp_path_factory):
     """The uninterrupted run, in-process."""
     config = digits_noise_tiny.get_config()
-    config.num_epochs, config.checkpoint_every_steps = (3, 30), 5
+    config.num_epochs, config.checkpoint_every_steps = EPOCHS, 5
     workdir = str(tmp_path_factory.mktemp("reference") / "work")
     difficulty.run(config, workdir)
     return open(os.path.join(workdir, "metrics.jsonl")).read()
@@ -77,7 +79,7 @@ def test_sigterm_checkpoints_at_the_step_and_resumes_identically(reference, tmp_
     proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"resuming at step {step}/300" in proc.stderr
+    assert f"resuming at step {step}/{EPOCHS[1] * 10}" in proc.stderr
     assert open(os.path.join(workdir, "metrics.jsonl")).read() == reference
 
 
