@@ -300,12 +300,25 @@ def all_kernels(venvs: dict[str, str], workdir: Path, args: argparse.Namespace
             result = spawn(venv, python, "kernels", workdir, dtype, args)
             kernels[(venv, dtype)] = result["kernels"]
             seconds[f"{venv}/{dtype}"] = result["times"]
+            print(f"{dtype} kernels: {venv} done", file=sys.stderr, flush=True)
     return kernels, seconds
 
 
-def run(args: argparse.Namespace) -> dict:
+def timed_rounds(venvs: dict[str, str], workdir: Path, args: argparse.Namespace
+                 ) -> list[dict]:
+    """``args.rounds`` timing workers per venv, the venvs' order alternating."""
+    rounds = []
+    for r in range(args.rounds):
+        order = list(venvs.items()) if r % 2 == 0 else list(venvs.items())[::-1]
+        for venv, python in order:
+            rounds.append({"venv": venv, **spawn(venv, python, "times", workdir, "float32",
+                                                 args)})
+            print(f"round {r + 1}/{args.rounds}: {venv} timed", file=sys.stderr, flush=True)
+    return rounds
+
+
+def run(args: argparse.Namespace, workdir: Path) -> dict:
     """Writes the inputs, computes and compares the kernels, times them in rounds."""
-    workdir = Path(tempfile.mkdtemp(prefix="nt_compare-"))
     rng = np.random.default_rng(args.seed)
     np.savez(workdir / "inputs.npz", **{f"{s.name}/{k}": v for s in specs(args.quick)
                                         for k, v in make_inputs(s, rng).items()})
@@ -320,12 +333,7 @@ def run(args: argparse.Namespace) -> dict:
     report["agreement"] = agreement(kernels, args.quick)
     report["accepted"] = all(err <= TOLERANCE[d] for v in report["agreement"].values()
                              for d, errs in v.items() for err in errs.values())
-    rounds = []
-    for r in range(args.rounds):
-        order = list(venvs.items()) if r % 2 == 0 else list(venvs.items())[::-1]
-        for v, p in order:
-            rounds.append({"venv": v, **spawn(v, p, "times", workdir, "float32", args)})
-            print(f"round {r + 1}/{args.rounds}: {v} timed", file=sys.stderr, flush=True)
+    rounds = timed_rounds(venvs, workdir, args)
     report["seconds"] = medians(rounds)
     report["rounds_raw"] = [{k: r[k] for k in ("venv", "jax", "times")} for r in rounds]
     report["load_average_end"] = os.getloadavg()[0]
@@ -350,7 +358,8 @@ def main() -> int:
         worker(args.worker, Path(args.workdir), args.dtype, args.nt, args.quick,
                args.repeats, Path(args.result))
         return 0
-    report = run(args)
+    with tempfile.TemporaryDirectory(prefix="nt_compare-") as tmp:
+        report = run(args, Path(tmp))
     Path(args.out).write_text(json.dumps(report, indent=1))
     side, main_ = report["versions"]["side"], report["versions"].get("main", "-")
     print(f"side venv: {side}; main venv: {main_}; {report['cpu_count']} CPU cores, "
