@@ -30,12 +30,13 @@ def build(config: ml_collections.ConfigDict, data: datasets.DescribedDataset) ->
     module = models.get_model(config.model, num_outputs=data.num_classes,
                               **config.model_kwargs.to_dict())
     train = data.train
-    params0, state = models.init_model(module, rng.jax_key(config.seed), train.x[:1])
     if config.pretrained:           # ImageNet ResNet18 weights, fresh head (Waterbirds)
         from lazy_hasty.models import torch_import
         params0, state = torch_import.resnet18_variables_from_torchvision(
             torch_import.load_state_dict_arrays(config.pretrained), data.num_classes,
             rng.jax_key(config.seed))
+    else:
+        params0, state = models.init_model(module, rng.jax_key(config.seed), train.x[:1])
     probe_idx = rng.numpy_rng(config.seed, 1).choice(len(train.y), config.probe_size,
                                                      replace=False)
     probe = LinearityProbe(module, state, params0, train.x[np.sort(probe_idx)],

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lazy_hasty import linearity, models, ntk, train
+from lazy_hasty import linearity, models, ntk, sharding, train
 from lazy_hasty.regimes import Regime
 from lazy_hasty.types import ApplyFn, Params
 
@@ -75,6 +75,8 @@ class LinearityProbe:
                  x_probe: np.ndarray, *, ntk_implementation: str = "jacobian",
                  ntk_chunk_size: int | None = None):
         state = dict(model_state)
+        # Replicated on the data mesh like the trained params: one compile serves both.
+        params0 = sharding.replicate(params0, sharding.data_mesh())
         self._x = jnp.asarray(x_probe)
         apply_fn = models.make_apply_fn(module, state)
         self._ntk = ntk.empirical_ntk_fn(apply_fn, implementation=ntk_implementation,
