@@ -113,8 +113,9 @@ def _run(argv: list[str]) -> tuple[float, int, str]:
 def cifar10_noise(quick: bool, outdir: str) -> dict:
     workdir = os.path.join(outdir, "cifar10_noise")
     generated = os.path.join(ROOT, "benchmarks", "generated_cifar.py") + ":cifar10_shaped"
-    size = ["--config.train_size=250", "--config.model_kwargs.width=2",
-            "--config.num_epochs=(5,)", "--config.group_size=10", "--config.test_size=10",
+    size = ["--config.train_size=100", "--config.batch_size=50",
+            "--config.model_kwargs.width=2", "--config.num_epochs=(4,)",
+            "--config.group_size=10", "--config.test_size=10",
             "--config.probe_size=2", "--config.ntk_chunk_size=0",
             "--config.checkpoint_every_steps=4"] if quick else \
         ["--config.train_size=2500", "--config.num_epochs=(15,)",

@@ -7,4 +7,5 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 py="$(bash "$root/scripts/setup_env.sh")"
 cd "$root"
-exec "$py" -m pytest -q -n "${LAZY_HASTY_TEST_WORKERS:-2}" --dist loadfile "$@"
+exec "$py" -m pytest -q -n "${LAZY_HASTY_TEST_WORKERS:-2}" --dist loadfile \
+    --no-loadscope-reorder "$@"
