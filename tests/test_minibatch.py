@@ -358,6 +358,16 @@ def probe_setup():
     return module, state, params0, x
 
 
+def test_probe_compiles_once_for_params0_and_trained_params(probe_setup):
+    # Training hands the probe params replicated on the data mesh; the reference
+    # kernel and features at params0 must come from the same compiled programs.
+    module, state, params0, x = probe_setup
+    probe = LinearityProbe(module, state, params0, x)
+    trained = sharding.replicate(_perturb(params0, 0.1), sharding.data_mesh())
+    assert probe(trained)["ntk_alignment"] < 1 - 1e-6
+    assert probe._ntk._cache_size() == 1 and probe._inter._cache_size() == 1
+
+
 def _perturb(params, scale, seed=0):
     leaves, treedef = jax.tree_util.tree_flatten(params)
     keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
