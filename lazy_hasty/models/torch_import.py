@@ -225,11 +225,17 @@ def resnet18_variables_from_torchvision(
         raise RuntimeError(f"flax nn.BatchNorm default epsilon is {nn.BatchNorm.epsilon}, "
                            f"torchvision uses {TORCH_BN_EPS}; the import would be inexact")
     module = ResNet18(num_outputs, stem="imagenet", norm="frozen_batchnorm", width=64)
-    params, model_state = init_model(module, rng, jnp.zeros((1, 32, 32, 3), jnp.float32))
-    template = {"params": params, **model_state}
+    x = jnp.zeros((1, 32, 32, 3), jnp.float32)
+    # Every leaf but the fresh head is replaced: the layout needs only shapes, and
+    # only the head's initialisation is computed (jit drops the rest of init).
+    template = dict(jax.eval_shape(module.init, rng, x))
+    template.pop("intermediates", None)
     expected = _expected_entries(template, keep_head)
     _check_keys_and_shapes(state, expected, keep_head, num_outputs)
     flat = {c: traverse_util.flatten_dict(t) for c, t in template.items()}
+    if not keep_head:
+        head = jax.jit(lambda key: init_model(module, key, x)[0]["head"])(rng)
+        flat["params"].update({("head", k): v for k, v in head.items()})
     for key, dest in expected.items():
         value = _from_torch_layout(dest.path[-1], np.asarray(state[key]))
         flat[dest.collection][dest.path] = jnp.asarray(value, dtype=dest.dtype)
