@@ -28,8 +28,8 @@ from absl import logging
 
 from experiments import common, validation
 from experiments.difficulty_setup import Setup, build, options
-from lazy_hasty import (checkpoint, datasets, learning_times, minibatch, plots, preemption,
-                        progress, records, regimes, run_log)
+from lazy_hasty import (checkpoint, datasets, learning_times, minibatch, preemption, progress,
+                        records, regimes, run_log)
 from lazy_hasty.monitor import TensorBoardMonitor
 
 
@@ -130,6 +130,7 @@ def write_outputs(prep: Prepared) -> None:
         log.records, correct, slices, spec, names, config.seed)
     compare = tuple(config.compare) if len(names) > 1 else None
     if prep.writer:
+        from lazy_hasty import plots      # matplotlib only when drawing (not on a config error)
         records.write_npz(paths["per_example.npz"], group_names=np.array(evaluator.names),
                           group_bounds=evaluator.bounds,
                           **{f"correct_{k}": v for k, v in correct.items()})

@@ -23,7 +23,7 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from experiments import difficulty
-from lazy_hasty import inference, minibatch, plots, records, regimes, sweep
+from lazy_hasty import inference, minibatch, records, regimes, sweep
 from lazy_hasty.difficulty import DifficultySpec
 
 MAIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "main.py")
@@ -279,6 +279,7 @@ def aggregate(plan: Plan) -> list[str]:
             for runs in plan.references.values()]}
     paths = [os.path.join(plan.workdir, n) for n in ("sweep_summary.json", "fig5.png")]
     records.write_json(paths[0], summary)
+    from lazy_hasty import plots          # matplotlib only when drawing (not on bad input)
     plots.plot_sweep(paths[1], summary, spec)
     return paths + _learning_time_figure(plan, spec)
 
@@ -298,5 +299,6 @@ def _learning_time_figure(plan: Plan, spec: DifficultySpec) -> list[str]:
             times.update({k: npz[k] for k in npz.files})
     times["regimes"] = np.array([r.regime for r in runs])
     path = os.path.join(plan.workdir, "learning_times.png")
+    from lazy_hasty import plots
     plots.plot_learning_times(path, times, spec, compare)
     return [path]

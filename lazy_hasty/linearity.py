@@ -15,6 +15,9 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+METRICS = ("sign_similarity", "ntk_alignment", "representation_alignment")
+"""The three metrics' record keys (``evaluation.LinearityProbe`` writes them)."""
+
 
 def _as_matrix(k: jax.Array) -> jax.Array:
     """Flattens an ``(N, C, N, C)`` kernel to ``(N C, N C)``; matrices pass through."""

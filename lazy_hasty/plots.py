@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from matplotlib.gridspec import GridSpec  # noqa: E402
 from matplotlib.patches import Circle  # noqa: E402
 
-from lazy_hasty import progress, records  # noqa: E402
+from lazy_hasty import linearity, progress, records  # noqa: E402
 from lazy_hasty.difficulty import DifficultySpec  # noqa: E402
 from lazy_hasty.data.yinyang import DISK_CENTRES, DISK_RADIUS  # noqa: E402
 
@@ -226,9 +226,6 @@ def save_figure(fig, path: str, dpi: int) -> None:
     records.atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi), mode="wb")
 
 
-LINEARITY_METRICS = ("sign_similarity", "ntk_alignment", "representation_alignment")
-"""Record keys of the linearity metrics (paper, Appendix A)."""
-
 REGIME_STYLES = ("-", "--", ":", "-.")
 """Line style of each regime, in the order given (paper: solid α=1, dashed α=100)."""
 
@@ -268,8 +265,8 @@ def plot_difficulty(path: str, records: Sequence[Mapping], *, regimes: Sequence[
     panels = spec.figure_panels()
     widths = [2.4 if len(panels) == 1 else 1.4] * len(panels)
     fig = plt.figure(figsize=(12 + 2.5 * (len(panels) - 1), 4.2), layout="constrained")
-    gs = GridSpec(1, len(panels) + 1 + len(LINEARITY_METRICS), figure=fig,
-                  width_ratios=widths + [0.2] + [1] * len(LINEARITY_METRICS))
+    gs = GridSpec(1, len(panels) + 1 + len(linearity.METRICS), figure=fig,
+                  width_ratios=widths + [0.2] + [1] * len(linearity.METRICS))
     styles = ", ".join(f"{s} {pretty_name(r)}" for r, s in zip(regimes, REGIME_STYLES))
     for i, panel in enumerate(panels):
         ax = fig.add_subplot(gs[0, i])
@@ -283,7 +280,7 @@ def plot_difficulty(path: str, records: Sequence[Mapping], *, regimes: Sequence[
             ax.invert_xaxis()
         ax.set(xlabel=xlabel, ylabel="accuracy", title=f"{panel.title}\n{styles}")
         ax.legend(fontsize=7, ncol=2 if len(panel.groups) > 5 else 1)
-    for i, metric in enumerate(LINEARITY_METRICS):
+    for i, metric in enumerate(linearity.METRICS):
         ax = fig.add_subplot(gs[0, len(panels) + 1 + i])
         for regime, style in zip(regimes, REGIME_STYLES):
             x, y = _regime_curve(records, regime, x_key, metric, decreasing, num=30)

@@ -25,9 +25,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from lazy_hasty import inference, progress, records
+from lazy_hasty import inference, linearity, progress, records
 from lazy_hasty.difficulty import DifficultySpec
-from lazy_hasty.plots import LINEARITY_METRICS as LINEARITY_KEYS
 
 
 
@@ -55,8 +54,8 @@ def read_run(workdir: str) -> RunData:
 
 def end_linearity(rows: Sequence[Mapping]) -> dict[str, Optional[float]]:
     """The linearity metrics of the last record that measured them (None: never)."""
-    probed = [r for r in rows if LINEARITY_KEYS[0] in r]
-    return {k: (probed[-1][k] if probed else None) for k in LINEARITY_KEYS}
+    probed = [r for r in rows if linearity.METRICS[0] in r]
+    return {k: (probed[-1][k] if probed else None) for k in linearity.METRICS}
 
 
 def reached_progress(rows: Sequence[Mapping], spec: DifficultySpec) -> float:
@@ -112,7 +111,7 @@ def summarize(axis: str, values: Sequence[float], regimes: Sequence[str], seeds:
     out = {"axis": axis, "values": list(values), "regimes": list(regimes),
            "seeds": list(seeds), "reference": reference, "spec": spec.to_dict(),
            "interval": "95% Student-t over seeds; per_seed_intervals: bootstrap over examples"}
-    for stat in list(spec.statistics) + list(LINEARITY_KEYS):
+    for stat in list(spec.statistics) + list(linearity.METRICS):
         by_value = [_per_value(stat, v, r, rs, d)
                     for v, r, rs, d in zip(values, regimes, runs, diverged)]
         out[stat] = {"by_value": by_value}
