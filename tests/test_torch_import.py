@@ -112,7 +112,7 @@ def test_full_network_matches_numpy_reference(sd, npz_path):
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
 
 
-def test_fresh_head(sd):
+def test_fresh_head(sd, quick_compiles):
     rng = jax.random.PRNGKey(3)
     params, state = resnet18_variables_from_torchvision(sd, 2, rng)
     assert params["head"]["kernel"].shape == (512, 2)
