@@ -157,7 +157,9 @@ def test_gram_route_is_chosen_where_cheaper():
 
 @pytest.mark.parametrize("x2_is_none", [True, False])
 def test_loop_and_unrolled_chunking_agree(x2_is_none, monkeypatch):
-    apply_fn, params, x1, x2 = _setup("cnn", n1=3, n2=3)     # 2 x 2 chunks, padded
+    # 2 x 2 chunks, padded. The chunk loop wraps the whole kernel function, whatever
+    # the layers, so the MLP (a conv net compiles a copy of itself per chunk) serves.
+    apply_fn, params, x1, x2 = _setup("mlp", n1=3, n2=3)
     x2 = None if x2_is_none else x2
     for impl in ntk.IMPLEMENTATIONS:
         unrolled = ntk.empirical_ntk(apply_fn, params, x1, x2, implementation=impl,
