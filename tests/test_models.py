@@ -2,12 +2,14 @@
 
 import math
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from lazy_hasty.models import get_model, init_model, intermediates, make_apply_fn
+from lazy_hasty.models.init import torch_kernel_init
 from lazy_hasty.models.resnet import make_norm
 
 # Compiling many small kernels (op by op) is this module's cost; its checks are shapes,
@@ -82,6 +84,20 @@ def test_mlp_init_follows_pytorch_default():
         assert np.abs(kernels).max() > 0.9 * bound  # the bound is attained, not loose
         np.testing.assert_allclose(kernels.std(), bound / math.sqrt(3), rtol=0.1)
         np.testing.assert_allclose(biases.std(), bound / math.sqrt(3), rtol=0.25)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_torch_kernel_init_equals_flax_variance_scaling(dtype, x64):
+    """The flat draw gives flax's variance_scaling(1/3, fan_in, uniform) bit for bit,
+    for dense and conv kernels (fan_in: every axis but the last)."""
+    flax_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+    for i, shape in enumerate([(4, 3), (64, 10), (1, 1, 8, 16), (3, 3, 2, 4),
+                               (7, 7, 3, 64), (3, 3, 16, 16)]):
+        key = jax.random.key(i)
+        got, want = torch_kernel_init(key, shape, dtype), flax_init(key, shape, dtype)
+        assert got.shape == want.shape == shape and got.dtype == want.dtype == dtype
+        np.testing.assert_array_equal(got, want)
+        assert np.abs(got).max() <= 1.0 / math.sqrt(math.prod(shape[:-1]))
 
 
 def test_cnn_parameter_count():

@@ -7,15 +7,27 @@ paper (and makes torch weight import a drop-in).
 """
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
-# variance_scaling(1/3, fan_in, uniform) samples U(-sqrt(3 * (1/3) / fan_in), +...)
-# = U(-1/sqrt(fan_in), 1/sqrt(fan_in)); flax computes fan_in = in_features for a
-# dense kernel (in, out) and in_channels * kh * kw for a conv kernel (kh, kw, in, out).
-torch_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+def torch_kernel_init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32
+                      ) -> jax.Array:
+    """Kernel init U(-1/sqrt(fan_in), 1/sqrt(fan_in)): bit for bit what
+    ``nn.initializers.variance_scaling(1/3, "fan_in", "uniform")`` draws.
+
+    fan_in is every axis but the last: in_features of a dense kernel (in, out),
+    in_channels * kh * kw of a conv kernel (kh, kw, in, out). The uniform draw is
+    made flat, then reshaped: threefry numbers the elements by their flat index, so
+    the bits are the same, and XLA:CPU compiles a flat draw 2-5x faster than a 4-D
+    one (these compiles are most of the time it takes to initialise a ResNet).
+    """
+    variance = jnp.array((1.0 / 3.0) / math.prod(shape[:-1]), dtype)
+    flat = jax.random.uniform(key, (math.prod(shape),), dtype, -1)
+    return flat.reshape(shape) * jnp.sqrt(3 * variance)
 
 
 def torch_bias_init(fan_in: int) -> nn.initializers.Initializer:
