@@ -109,7 +109,7 @@ def _init_runs(seed: int, num_runs: int, n_train: int, module, apply_fn: ApplyFn
         params0, _ = models.init_model(module, k_init, x)
         return x, y, params0
     run_keys = jax.vmap(lambda i: rng.jax_key(seed, i))(jnp.arange(num_runs))
-    x, y, params0 = jax.vmap(one)(run_keys)
+    x, y, params0 = jax.jit(jax.vmap(one))(run_keys)     # one compile, not one per op
     return Runs(x, y, params0, jax.jit(jax.vmap(apply_fn))(params0, x))
 
 
