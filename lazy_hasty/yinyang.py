@@ -11,6 +11,7 @@ square is compared there: ``Δloss = loss_nonlinear - loss_linear``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
@@ -101,15 +102,22 @@ class RegimeRun:
         self.loss_curves[:, start:start + length] = np.asarray(losses)
 
 
-def _init_runs(seed: int, num_runs: int, n_train: int, module, apply_fn: ApplyFn) -> Runs:
-    """Per-run training set and initialisation (run ``i`` draws from stream ``i`` of ``seed``)."""
+@functools.partial(jax.jit, static_argnames=("module", "n_train"))
+def _draw_runs(run_keys: jax.Array, module, n_train: int):
+    """Each run's training set and ``params0``, drawn in one compiled program (op by op,
+    every op compiles on its own); compiled once per network and size, not per call."""
     def one(key):
         k_data, k_init = jax.random.split(key)
         x, y = data.sample_train(k_data, n_train)
         params0, _ = models.init_model(module, k_init, x)
         return x, y, params0
+    return jax.vmap(one)(run_keys)
+
+
+def _init_runs(seed: int, num_runs: int, n_train: int, module, apply_fn: ApplyFn) -> Runs:
+    """Per-run training set and initialisation (run ``i`` draws from stream ``i`` of ``seed``)."""
     run_keys = jax.vmap(lambda i: rng.jax_key(seed, i))(jnp.arange(num_runs))
-    x, y, params0 = jax.jit(jax.vmap(one))(run_keys)     # one compile, not one per op
+    x, y, params0 = _draw_runs(run_keys, module, n_train)
     return Runs(x, y, params0, jax.jit(jax.vmap(apply_fn))(params0, x))
 
 
