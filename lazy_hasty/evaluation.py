@@ -9,7 +9,6 @@ set (paper, Appendix A).
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Mapping
 
 import jax
@@ -19,6 +18,10 @@ import numpy as np
 from lazy_hasty import linearity, models, ntk, sharding, train
 from lazy_hasty.regimes import Regime
 from lazy_hasty.types import ApplyFn, Params
+
+
+# The regime is a traced argument: one compile per network and kind serves every alpha.
+_evaluate = jax.jit(train.evaluate, static_argnums=0)
 
 
 class GroupEvaluator:
@@ -36,23 +39,17 @@ class GroupEvaluator:
         pad = -self.size % self.batch_size
         self._x = np.concatenate([x, np.repeat(x[:1], pad, 0)])
         self._y = np.concatenate([y, np.repeat(y[:1], pad, 0)])
-        self._fns: dict[str, Any] = {}
 
     def slice(self, name: str) -> slice:
         """Where group ``name``'s examples sit in the per-example arrays."""
         i = self.names.index(name)
         return slice(self.bounds[i], self.bounds[i + 1])
 
-    def _fn(self, apply_fn: ApplyFn, regime: Regime):
-        if regime.name not in self._fns:
-            self._fns[regime.name] = jax.jit(functools.partial(train.evaluate, apply_fn, regime))
-        return self._fns[regime.name]
-
     def per_example(self, apply_fn: ApplyFn, regime: Regime, params0: Params,
                     params: Params) -> tuple[np.ndarray, np.ndarray]:
         """Per-example (loss, correct) over all groups, in ``self.names`` order."""
-        fn, b = self._fn(apply_fn, regime), self.batch_size
-        out = [fn(params0, params, self._x[i:i + b], self._y[i:i + b])
+        b = self.batch_size
+        out = [_evaluate(apply_fn, regime, params0, params, self._x[i:i + b], self._y[i:i + b])
                for i in range(0, len(self._y), b)]
         loss = np.concatenate([np.asarray(o[0]) for o in out])[:self.size]
         correct = np.concatenate([np.asarray(o[1]) for o in out])[:self.size]

@@ -12,6 +12,7 @@ driver stores it), and stops with :class:`NonFiniteLossError` on divergence.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import math
 import time
 from typing import Callable, NamedTuple, Optional, Protocol
@@ -19,6 +20,7 @@ from typing import Callable, NamedTuple, Optional, Protocol
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.sharding import NamedSharding
 from absl import logging
 
@@ -171,27 +173,40 @@ class _Loop(NamedTuple):
     num_examples: int
 
 
-def _guarded_step(apply_fn: ApplyFn, regime: Regime, options: TrainOptions):
-    """The un-jitted step, also reporting whether the new parameters are finite,
-    and the regime's optimiser."""
-    opt = train.regime_optimizer(regime, options.optimizer, options.learning_rate,
-                                 options.momentum)
-    step_core = train.make_train_step(apply_fn, regime, opt)
+def _guarded_step(apply_fn: ApplyFn, optimizer: str, momentum: float) -> Callable:
+    """The un-jitted step ``(regime, learning_rate, state, params0, *batch)``, also
+    reporting whether the new parameters are finite. The regime and its rate are
+    arguments, so that one compile serves every alpha."""
 
-    def guarded_step(state, params0, *batch):
-        new_state, measurements = step_core(state, params0, *batch)
+    def guarded_step(regime, learning_rate, state, params0, *batch):
+        opt = train.make_optimizer(optimizer, learning_rate, momentum)
+        new_state, measurements = train.make_train_step(apply_fn, regime, opt)(
+            state, params0, *batch)
         return new_state, dict(measurements, params_finite=_all_finite(new_state.params))
 
-    return guarded_step, opt
+    return guarded_step
 
 
-def _compiled_step(apply_fn: ApplyFn, regime: Regime, options: TrainOptions,
-                   batches: "_Batches"):
-    """The jitted step fed by ``batches``, and its replicated step-0 state maker."""
-    guarded_step, opt = _guarded_step(apply_fn, regime, options)
-    init = lambda params0: sharding.replicate(train.init_state(regime, params0, opt),
-                                              batches.mesh)
-    return jax.jit(batches.feed(guarded_step)), init
+@functools.lru_cache(maxsize=16)
+def _jitted_step(apply_fn: ApplyFn, optimizer: str, momentum: float,
+                 gather: Optional[NamedSharding]) -> Callable:
+    """The jitted step, once per network, optimiser and batch source; ``gather`` is
+    the sharding of minibatches gathered on device from the step's indices."""
+    step = _guarded_step(apply_fn, optimizer, momentum)
+    if gather is None:
+        return jax.jit(step)
+    take = lambda a, idx: a.at[idx].get(out_sharding=gather)
+    return jax.jit(lambda regime, lr, state, params0, idx, *data: step(
+        regime, lr, state, params0, *(take(a, idx) for a in data)))
+
+
+def _regime_step(jitted: Callable, regime: Regime, options: TrainOptions
+                 ) -> tuple[Callable, optax.GradientTransformation]:
+    """``jitted`` bound to ``regime`` and its learning rate, and the regime's optimiser
+    (it checks the rate and makes the step-0 state)."""
+    lr = regime.learning_rate(options.learning_rate)
+    opt = train.make_optimizer(options.optimizer, lr, options.momentum)
+    return functools.partial(jitted, regime, lr), opt
 
 
 class _Batches:
@@ -218,14 +233,10 @@ class _Batches:
         self._next: Optional[tuple[int, concurrent.futures.Future]] = None
         self._order: tuple[int, Optional[np.ndarray]] = (-1, None)   # (epoch, its order)
 
-    def feed(self, step_fn: Callable) -> Callable:
-        """``step_fn(state, params0, *batch)`` taking what :meth:`args` gives."""
-        if not self.on_device:
-            return step_fn
-        batch = NamedSharding(self.mesh, sharding.BATCH)
-        gather = lambda a, idx: a.at[idx].get(out_sharding=batch)
-        return lambda state, params0, idx, *data: step_fn(
-            state, params0, *(gather(a, idx) for a in data))
+    @property
+    def gather(self) -> Optional[NamedSharding]:
+        """On device: the sharding of a minibatch gathered from :meth:`args`'s indices."""
+        return NamedSharding(self.mesh, sharding.BATCH) if self.on_device else None
 
     def indices(self, step: int) -> np.ndarray:
         """:func:`batch_indices` of ``step``, its epoch's order drawn once."""
@@ -322,8 +333,9 @@ def train_regime(apply_fn: ApplyFn, regime: Regime, params0: Params, train_set: 
     if regime.kind == "rescaled":    # f(params0, x) of the fixed, unaugmented train set
         f0 = np.asarray(regimes_lib.initial_outputs(apply_fn, params0, train_set.x))
     batches = _Batches(train_set, f0, options)
-    step_fn, init = _compiled_step(apply_fn, regime, options, batches)
-    state = init(params0)
+    jitted = _jitted_step(apply_fn, options.optimizer, options.momentum, batches.gather)
+    step_fn, opt = _regime_step(jitted, regime, options)
+    state = sharding.replicate(train.init_state(regime, params0, opt), batches.mesh)
     loop = _Loop(apply_fn, regime, params0, options, evaluator, hooks, probe,
                  RecordSchedule(options.num_steps, ladder_ratio=options.ladder_ratio), n)
     first_step, num_records = 0, 0
@@ -435,11 +447,15 @@ def _stacked_batch(members: list[Member], f0: Optional[np.ndarray], step: int,
     return tuple(jnp.asarray(a) for a in batch)
 
 
-def _batched_step(apply_fn: ApplyFn, regime: Regime, options: TrainOptions, params0: Params):
-    """The vmapped, jitted step and the stacked step-0 state of the stacked ``params0``."""
-    guarded_step, opt = _guarded_step(apply_fn, regime, options)
-    state = jax.vmap(lambda p: train.init_state(regime, p, opt))(params0)
-    return jax.jit(jax.vmap(guarded_step)), state
+@functools.lru_cache(maxsize=16)
+def _jitted_batched_step(apply_fn: ApplyFn, optimizer: str, momentum: float) -> Callable:
+    """:func:`_jitted_step` vmapped over members (state, ``params0`` and batch)."""
+    step = _guarded_step(apply_fn, optimizer, momentum)
+
+    def batched(regime, lr, state, params0, *batch):
+        return jax.vmap(lambda s, p, *b: step(regime, lr, s, p, *b))(state, params0, *batch)
+
+    return jax.jit(batched)
 
 
 def train_members(apply_fn: ApplyFn, regime: Regime, members: list[Member]
@@ -455,7 +471,9 @@ def train_members(apply_fn: ApplyFn, regime: Regime, members: list[Member]
     options = _shared_options(members)
     n = len(members[0].train_set.y)
     params0 = jax.tree.map(lambda *a: jnp.stack(a), *[m.params0 for m in members])
-    step_fn, state = _batched_step(apply_fn, regime, options, params0)
+    jitted = _jitted_batched_step(apply_fn, options.optimizer, options.momentum)
+    step_fn, opt = _regime_step(jitted, regime, options)
+    state = jax.vmap(lambda p: train.init_state(regime, p, opt))(params0)
     f0 = None
     if regime.kind == "rescaled":
         f0 = [np.asarray(regimes_lib.initial_outputs(apply_fn, m.params0, m.train_set.x))

@@ -88,16 +88,29 @@ def initial_outputs(apply_fn: ApplyFn, params0: Params, x: jax.Array,
     return jnp.concatenate(outs)
 
 
+@jax.tree_util.register_pytree_node_class
 @dataclasses.dataclass(frozen=True)
 class Regime:
     """One way to train from a shared initialisation ``params0``.
 
     ``kind`` is ``"rescaled"`` (needs ``alpha``), ``"linearized"`` (exact
     linear model, ``alpha -> inf``) or ``"plain"`` (``f(params, x)`` itself).
+    A pytree whose one leaf is ``alpha``: a jitted function that takes the
+    regime as an argument compiles once per kind and serves every ``alpha``.
     """
 
     kind: str
     alpha: Optional[float] = None
+
+    def tree_flatten(self) -> tuple[tuple[Optional[float]], str]:
+        return (self.alpha,), self.kind
+
+    @classmethod
+    def tree_unflatten(cls, kind: str, children: tuple) -> "Regime":
+        regime = object.__new__(cls)        # no validation: alpha may be a tracer
+        object.__setattr__(regime, "kind", kind)
+        object.__setattr__(regime, "alpha", children[0])
+        return regime
 
     def __post_init__(self):
         if self.kind == "rescaled":

@@ -9,6 +9,7 @@ sharded minibatches (image runs).
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -30,12 +31,16 @@ class TrainState(NamedTuple):
     step: jax.Array
 
 
-def make_optimizer(name: str, learning_rate: float, momentum: float = 0.0
+def make_optimizer(name: str, learning_rate: float | jax.Array, momentum: float = 0.0
                    ) -> optax.GradientTransformation:
-    """The paper's optimiser: plain GD/SGD, optionally with (heavy-ball) momentum."""
+    """The paper's optimiser: plain GD/SGD, optionally with (heavy-ball) momentum.
+
+    ``learning_rate`` may be traced (one compiled step for every rate); only a
+    Python number is checked here.
+    """
     if name != "sgd":
         raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
-    if not learning_rate > 0:
+    if isinstance(learning_rate, numbers.Real) and not learning_rate > 0:
         raise ValueError(f"learning rate must be > 0, got {learning_rate!r}")
     return optax.sgd(learning_rate, momentum=momentum or None)
 

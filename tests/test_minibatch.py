@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from lazy_hasty import linearity, losses, minibatch, models, ntk, regimes, sharding
+from lazy_hasty import evaluation, linearity, losses, minibatch, models, ntk, regimes, sharding
 from lazy_hasty.data.splits import Split
 from lazy_hasty.evaluation import GroupEvaluator, LinearityProbe
 from lazy_hasty.schedule import RecordSchedule
@@ -147,6 +147,28 @@ def test_final_params_match_plain_sgd_loop(trained):
     run, final, _, _ = trained
     np.testing.assert_allclose(_flat(run["final"]), _flat(final), atol=1e-6, rtol=1e-6)
     assert not np.allclose(_flat(final), _flat(run["regime"].init(run["params0"])))
+
+
+def test_one_compiled_step_and_evaluator_serve_every_alpha():
+    """Alpha and the learning rate are arguments of the compiled step and evaluator, not
+    constants: a second rescaled regime of the network adds no compile (a sweep
+    compiles once), and gives what a separately compiled run gives."""
+    module, state, params0, x, y, groups = _problem()
+    apply_fn = models.make_apply_fn(module, state)
+    evaluator = GroupEvaluator(groups, batch_size=32)
+    compiled = lambda: (minibatch._jitted_step(apply_fn, "sgd", 0.0, None)._cache_size(),
+                        evaluation._evaluate._cache_size())
+    sizes, finals = [], {}
+    for name, lr in (("alpha=1", 0.5), ("alpha=4", 2.0)):
+        options = minibatch.TrainOptions(num_steps=STEPS, batch_size=BATCH, learning_rate=lr,
+                                         seed=SEED, probe_every=2)
+        finals[name, lr] = minibatch.train_regime(
+            apply_fn, regimes.parse_regime(name), params0, Split(x, y), options, evaluator,
+            minibatch.RecordList())
+        sizes.append(compiled())
+    assert sizes[0][0] > 0 and sizes[1] == sizes[0]
+    for (name, lr), final in finals.items():
+        np.testing.assert_array_equal(_flat(final), _flat(_train(name, lr)["final"]))
 
 
 def test_record_steps_follow_the_schedule(trained):
