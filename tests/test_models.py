@@ -27,7 +27,8 @@ CASES = [
      (N, 32 if stem == "imagenet" else 16, 32 if stem == "imagenet" else 16, 3), 5, 17)
     for stem in ("cifar", "imagenet")
     for norm in ("none", "frozen_batchnorm", "group")
-]
+] + [("resnet18", {"width": 4, "norm": "frozen_batchnorm", "num_outputs": 5,
+                   "blocks": (1, 1, 1, 1)}, (N, 16, 16, 3), 5, 9)]   # a ResNet10
 
 
 def _case_id(case):
@@ -53,6 +54,18 @@ def test_shapes_apply_and_intermediates(case):
     assert feats.ndim == 2 and feats.shape[0] == N
     head = params["head"]
     np.testing.assert_allclose(feats @ head["kernel"] + head["bias"], logits, rtol=1e-5, atol=1e-5)
+
+
+def test_resnet_blocks_per_stage():
+    x = jnp.zeros((1, 8, 8, 3))
+    params, _ = init_model(get_model("resnet18", width=2, blocks=(1, 1, 1, 1)),
+                           jax.random.key(0), x)
+    assert sorted(params) == ["conv1", "head", "layer1_0", "layer2_0", "layer3_0", "layer4_0"]
+    assert "downsample_conv" in params["layer2_0"]
+    assert "downsample_conv" not in params["layer1_0"]
+    for blocks in ((2, 2, 2), (1, 0, 1, 1)):
+        with pytest.raises(ValueError, match="blocks must give 4 stage counts"):
+            init_model(get_model("resnet18", width=2, blocks=blocks), jax.random.key(0), x)
 
 
 def test_get_model_unknown_name():

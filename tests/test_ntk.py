@@ -20,10 +20,14 @@ pytestmark = pytest.mark.usefixtures("quick_compiles_module")
 # name -> (model kwargs, input shape of one example, (n1, n2)). Chunks of 2 then
 # split the MLP's inputs 3 x 2 (a grid of chunks, padded); the conv nets, whose
 # unrolled chunks each compile a copy of the network, get 2 x 1 (still padded).
+# The ResNet module has one block per stage (a ResNet10): every layer kind of the
+# ResNet18 (stem, blocks with and without projection shortcuts, pooled head) at
+# half the compile time.
 SETUPS = {
     "mlp": (dict(features=(7, 5), num_outputs=3), (4,), (5, 4)),
     "cnn": (dict(num_outputs=3, width=4), (8, 8, 1), (3, 2)),
-    "resnet": (dict(num_outputs=2, width=2, stem="cifar"), (8, 8, 3), (3, 2)),
+    "resnet": (dict(num_outputs=2, width=2, stem="cifar", blocks=(1, 1, 1, 1)), (8, 8, 3),
+               (3, 2)),
 }
 # (chunk size, with x2) cases per set-up. The MLP and CNN take all four; the ResNet,
 # whose every compile costs seconds, takes each chunking and each x2 form once (the

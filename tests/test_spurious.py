@@ -398,6 +398,7 @@ def test_celeba_driver_runs_under_tfds_mock_data(tmp_path):
     config.train_size, config.balanced_per_group = 30, 4
     config.image_size = 32
     config.model_kwargs.width = 4                     # random init: any width
+    config.model_kwargs.blocks = (1, 1, 1, 1)         # and depth (a ResNet10)
     # Two regimes keep this test's compile time down (the digits run covers alpha=0.5).
     config.regimes = config.compare = ("alpha=1", "alpha=100")
     # Two full-batch GD steps: the training loss falls in both regimes (a shared range).

@@ -89,12 +89,16 @@ class ResNet18(nn.Module):
     stem="cifar": conv3x3 stride 1, no maxpool; stem="imagenet": conv7x7 stride 2
     pad 3 + maxpool3x3 stride 2 pad 1. Sows all 17 ReLU pre-activations
     ("preactivations") and the pooled features ("features") into "intermediates".
+    ``blocks`` sets the BasicBlocks per stage: (1, 1, 1, 1) is a ResNet10 with the
+    same layer kinds (stem, blocks with and without a projection shortcut, head)
+    and half the layers, e.g. for checks whose cost is compiling the network.
     """
 
     num_outputs: int = 10
     stem: str = "cifar"
     norm: str = "none"
     width: int = 64
+    blocks: tuple[int, ...] = (2, 2, 2, 2)
     dtype: Any = None
     input_mean: tuple[float, ...] | None = None   # set: x is uint8, scaled to [0, 1]
     input_std: tuple[float, ...] | None = None    # and normalised per channel here
@@ -116,8 +120,10 @@ class ResNet18(nn.Module):
         x = nn.relu(x)
         if self.stem == "imagenet":
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-        for i, stride in enumerate((1, 2, 2, 2)):
-            for j in range(2):
+        if len(self.blocks) != 4 or min(self.blocks) < 1:
+            raise ValueError(f"blocks must give 4 stage counts >= 1, got {self.blocks!r}")
+        for i, (stride, count) in enumerate(zip((1, 2, 2, 2), self.blocks)):
+            for j in range(count):
                 block = BasicBlock(self.width * 2**i, stride if j == 0 else 1,
                                    self.norm, self.dtype, name=f"layer{i + 1}_{j}")
                 x, preacts = block(x)
