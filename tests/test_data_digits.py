@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lazy_hasty.data.digits import load_digits
+from lazy_hasty.data.digits import load_digits, read_digits, stratified_split
 from lazy_hasty.data.splits import Split, subset
 
 
@@ -62,3 +62,28 @@ def test_subset():
     assert len(subset(split, [])) == 0
     with pytest.raises(ValueError, match="one label per example"):
         Split(x=np.zeros((3, 2)), y=np.zeros(4, dtype=np.int32))
+
+
+def test_read_digits_equals_sklearn():
+    sklearn_datasets = pytest.importorskip("sklearn.datasets")
+    raw = sklearn_datasets.load_digits()
+    images, labels = read_digits()
+    np.testing.assert_array_equal(images, raw.images)
+    np.testing.assert_array_equal(labels, raw.target)
+    assert images.dtype == raw.images.dtype and labels.dtype == raw.target.dtype
+
+
+@pytest.mark.parametrize("seed", [0, 1, 12345, 2**31 - 2])
+def test_stratified_split_equals_sklearn_train_test_split(seed):
+    """The oracle is scikit-learn's own split: the same positions, in the same order, for
+    the full label set (remainder ties included) and for a shuffled subset of it."""
+    model_selection = pytest.importorskip("sklearn.model_selection")
+    labels = read_digits()[1].astype(np.int32)
+    subset_idx = np.random.default_rng(seed).permutation(len(labels))[:1000]
+    for y, n_test in ((labels, 359), (labels, 17), (labels[subset_idx], 359),
+                      (labels[:100], 23)):
+        want = model_selection.train_test_split(np.arange(len(y)), test_size=n_test,
+                                                stratify=y, random_state=seed)
+        got = stratified_split(y, n_test, seed)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])

@@ -6,9 +6,11 @@ noise, C-score deciles), small enough to train on a laptop CPU.
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
+import os
+
 import numpy as np
-import sklearn.datasets
-from sklearn.model_selection import train_test_split
 
 from lazy_hasty.data.splits import Dataset, Split
 from lazy_hasty.rng import numpy_rng
@@ -27,6 +29,60 @@ def _check_fractions(heldout_fraction: float, test_fraction: float) -> None:
         )
 
 
+def read_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's embedded digits: images ``(1797, 8, 8)`` in 0..16 and labels.
+
+    The file is read as ``sklearn.datasets.load_digits`` reads it, without importing
+    scikit-learn (about 1 s per process, most of a short run's start-up).
+    """
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the digits ship with scikit-learn: pip install scikit-learn")
+    path = os.path.join(spec.submodule_search_locations[0], "datasets", "data",
+                        "digits.csv.gz")
+    with gzip.open(path, mode="rt", encoding="utf-8") as f:
+        data = np.loadtxt(f, delimiter=",")
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
+
+
+def _approximate_mode(counts: np.ndarray, n_draws: int, rng: np.random.RandomState
+                      ) -> np.ndarray:
+    """Per-class draws summing to ``n_draws``: the floored proportional share, plus
+    one for the largest remainders (ties broken at random)."""
+    continuous = counts / counts.sum() * n_draws
+    floored = np.floor(continuous)
+    need = int(n_draws - floored.sum())
+    remainder = continuous - floored
+    for value in np.sort(np.unique(remainder))[::-1] if need > 0 else ():
+        (inds,) = np.where(remainder == value)
+        add = min(len(inds), need)
+        floored[rng.choice(inds, size=add, replace=False)] += 1
+        need -= add
+        if need == 0:
+            break
+    return floored.astype(int)
+
+
+def stratified_split(y: np.ndarray, n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions ``(train, test)`` of a seeded split stratified by class, ``n_test`` in test.
+
+    Draw for draw what scikit-learn's ``train_test_split(range(len(y)),
+    test_size=n_test, stratify=y, random_state=seed)`` returns (a test checks it), so
+    the published splits stay as they were, without importing scikit-learn.
+    """
+    rng = np.random.RandomState(seed)
+    _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    by_class = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
+    n_train = _approximate_mode(counts, len(y) - n_test, rng)
+    n_tested = _approximate_mode(counts - n_train, n_test, rng)
+    train, test = [], []
+    for members, a, b in zip(by_class, n_train, n_tested):
+        members = members.take(rng.permutation(len(members)), mode="clip")
+        train.extend(members[:a])
+        test.extend(members[a:a + b])
+    return rng.permutation(train), rng.permutation(test)
+
+
 def stratified_three_way_split(
     y: np.ndarray, seed: int, heldout_fraction: float, test_fraction: float
 ) -> dict[str, np.ndarray]:
@@ -40,13 +96,8 @@ def stratified_three_way_split(
     n_heldout = int(round(heldout_fraction * n))
     rng = numpy_rng(seed)
     seeds = rng.integers(0, 2**31 - 1, size=2)
-    all_idx = np.arange(n)
-    rest, test = train_test_split(
-        all_idx, test_size=n_test, stratify=y, random_state=int(seeds[0])
-    )
-    train, heldout = train_test_split(
-        rest, test_size=n_heldout, stratify=y[rest], random_state=int(seeds[1])
-    )
+    rest, test = stratified_split(y, n_test, int(seeds[0]))
+    train, heldout = (rest[i] for i in stratified_split(y[rest], n_heldout, int(seeds[1])))
     return {"train": np.sort(train), "heldout": np.sort(heldout), "test": np.sort(test)}
 
 
@@ -58,9 +109,9 @@ def load_digits(seed: int, heldout_fraction: float = 0.2, test_fraction: float =
     into train / heldout / test is stratified by class and deterministic given
     ``seed``.
     """
-    raw = sklearn.datasets.load_digits()
-    images = (raw.images.astype(np.float64) / 16.0)[..., None]  # (N, 8, 8, 1)
-    labels = raw.target.astype(np.int32)
+    pixels, target = read_digits()
+    images = (pixels / 16.0)[..., None]  # (N, 8, 8, 1)
+    labels = target.astype(np.int32)
     idx = stratified_three_way_split(labels, seed, heldout_fraction, test_fraction)
     train_images = images[idx["train"]]
     mean, std = train_images.mean(), train_images.std()

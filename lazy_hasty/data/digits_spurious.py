@@ -16,9 +16,8 @@ learns the colour first and the comparison reverses (README, Section 5).
 from __future__ import annotations
 
 import numpy as np
-import sklearn.datasets
 
-from lazy_hasty.data.digits import stratified_three_way_split
+from lazy_hasty.data.digits import read_digits, stratified_three_way_split
 from lazy_hasty.data.spurious import SpuriousData, balanced_sample
 from lazy_hasty.data.splits import Split
 from lazy_hasty.rng import numpy_rng
@@ -66,9 +65,9 @@ def load_digits_spurious(seed: int, *, majority_fraction: float = 0.9,
                         ("test_majority_fraction", test_majority_fraction)):
         if not 0.5 <= value <= 1.0:
             raise ValueError(f"{name} must be in [0.5, 1], got {value}")
-    raw = sklearn.datasets.load_digits()
-    labels = (raw.target < 5).astype(np.int32)
-    idx = stratified_three_way_split(raw.target, seed, 0.2, 0.2)
+    images, target = read_digits()
+    labels = (target < 5).astype(np.int32)
+    idx = stratified_three_way_split(target, seed, 0.2, 0.2)
     train_idx, test_idx = idx["train"], np.concatenate([idx["heldout"], idx["test"]])
     rng = numpy_rng(seed, 11)
     bg_train = _backgrounds(labels[train_idx], majority_fraction, rng)
@@ -80,7 +79,7 @@ def load_digits_spurious(seed: int, *, majority_fraction: float = 0.9,
         "balanced_train": (train_idx[pick], bg_train[pick]),
         "balanced_test": (np.tile(test_idx, 2), np.repeat(np.array([0, 1]), n)),
         "test": (test_idx, bg_test)}
-    painted = {s: paint(raw.images[i] / 16.0, bg, strength, patch)
+    painted = {s: paint(images[i] / 16.0, bg, strength, patch)
                for s, (i, bg) in sources.items()}
     mean, std = painted["train"].mean((0, 1, 2)), painted["train"].std((0, 1, 2))
     noise = numpy_rng(seed, 7).standard_normal(
