@@ -59,14 +59,15 @@ def _device(quick: bool) -> dict:
 
 
 def _resnet(quick: bool) -> core.Setup:
-    """ResNet18 (CIFAR stem, no norm) and a batch of 125 CIFAR-shaped images."""
-    batch, width, side = (4, 2, 8) if quick else (125, 64, 32)
+    """ResNet18 (CIFAR stem, no norm) and a batch of 125 CIFAR-shaped images
+    (``quick``: a width-2 ResNet10, one block per stage, on 4 tiny images)."""
+    batch, width, side, blocks = (4, 2, 8, 1) if quick else (125, 64, 32, 2)
     kx, ky = jax.random.split(jax.random.PRNGKey(0))
     x = jax.random.normal(kx, (batch, side, side, 3))
     y = jax.random.randint(ky, (batch,), 0, 10)
     module = models.get_model("resnet18", num_outputs=10, stem="cifar", norm="none",
-                              width=width)
-    return core.make_setup(f"ResNet18 w={width}", module, x, y)
+                              width=width, blocks=(blocks,) * 4)
+    return core.make_setup(f"ResNet{8 * blocks + 2} w={width}", module, x, y)
 
 
 def resnet18_steps(quick: bool) -> dict:
@@ -114,7 +115,8 @@ def cifar10_noise(quick: bool, outdir: str) -> dict:
     workdir = os.path.join(outdir, "cifar10_noise")
     generated = os.path.join(ROOT, "benchmarks", "generated_cifar.py") + ":cifar10_shaped"
     size = ["--config.train_size=100", "--config.batch_size=50",
-            "--config.model_kwargs.width=2", "--config.num_epochs=(4,)",
+            "--config.model_kwargs.width=2", "--config.model_kwargs.blocks=(1,1,1,1)",
+            "--config.num_epochs=(4,)",
             "--config.group_size=10", "--config.test_size=10",
             "--config.probe_size=2", "--config.ntk_chunk_size=0",
             "--config.checkpoint_every_steps=4"] if quick else \

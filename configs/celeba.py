@@ -24,7 +24,7 @@ def get_config():
     config.image_size = 224
     config.model = "resnet18"
     config.model_kwargs = ml_collections.ConfigDict(
-        {"stem": "imagenet", "norm": "none", "width": 64,
+        {"stem": "imagenet", "norm": "none", "width": 64, "blocks": (2, 2, 2, 2),
          "input_mean": IMAGENET_MEAN, "input_std": IMAGENET_STD})
     config.regimes = ("alpha=0.5", "alpha=1", "alpha=100")
     config.num_epochs = (20, 20, 100)

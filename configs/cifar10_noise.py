@@ -19,8 +19,8 @@ def get_config():
     config.label_noise = 0.15
     config.distractors = 0
     config.model = "resnet18"
-    config.model_kwargs = ml_collections.ConfigDict(
-        {"stem": "cifar", "norm": "none", "width": 64})
+    config.model_kwargs = ml_collections.ConfigDict(   # blocks (1, 1, 1, 1): a ResNet10
+        {"stem": "cifar", "norm": "none", "width": 64, "blocks": (2, 2, 2, 2)})
     config.regimes = ("alpha=1", "alpha=100")
     config.num_epochs = (200, 1000)
     config.batch_size = 125
