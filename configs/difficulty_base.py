@@ -69,4 +69,7 @@ def get_config() -> ml_collections.ConfigDict:
     # <workdir>/tensorboard/<regime>/ (tensorboard --logdir <workdir>/tensorboard); needs
     # pip install 'lazy-hasty[tensorboard]'. metrics.jsonl is the same either way.
     config.tensorboard = False
+    # False: no fig2/fig3.png or learning_times.png (e.g. for the many runs of a sweep,
+    # which draws its own figures); records, arrays and summary are the same.
+    config.figures = True
     return config

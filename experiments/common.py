@@ -18,7 +18,7 @@ from absl import flags
 from lazy_hasty import records
 
 RESUME_FREE_KEYS = ("checkpoint_every_steps", "checkpoints_to_keep", "data_dir",
-                    "cscore_cache", "tensorboard")
+                    "cscore_cache", "tensorboard", "figures")
 """Config keys that may differ when a run is resumed: they move, pace or mirror files, not
 results."""
 

@@ -7,7 +7,8 @@ minibatch order; each record evaluates every group (and, every few records, the
 linearity probe). Outputs in the workdir: ``config.json``, ``metrics.jsonl``
 (streamed), ``per_example.npz`` (per-record correctness of every group example),
 ``learning_times.npz``/``.png`` (per-example learning times), ``summary.json`` (the
-spec's statistics with intervals, and the spec) and ``fig2.png`` (``fig3.png``: spurious).
+spec's statistics with intervals, and the spec) and ``fig2.png`` (``fig3.png``: spurious;
+``config.figures=False`` leaves out the two figures).
 
 Preemption: ``checkpoints/`` holds orbax checkpoints (every
 ``checkpoint_every_steps`` steps, at the end of each regime, and when SIGTERM or
@@ -59,10 +60,11 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> Prepared:
     data = datasets.load(config.dataset, config.to_dict(), config.dataset_kwargs.to_dict())
     num_steps = validation.check_against_data(config, len(data.train.y))
     setup = build(config, data)
+    figures = ("fig3.png" if data.spec.name == "spurious" else "fig2.png",
+               "learning_times.png") if config.figures else ()
     paths = {n: os.path.join(workdir, n) for n in (
-        "config.json", "metrics.jsonl", "fig3.png" if data.spec.name == "spurious" else
-        "fig2.png", "per_example.npz", "summary.json", "learning_times.npz",
-        "learning_times.png")}
+        "config.json", "metrics.jsonl", "per_example.npz", "summary.json",
+        "learning_times.npz", *figures)}
     writer = jax.process_index() == 0           # one process writes (multi-host runs)
     if writer:
         records.write_json(paths["config.json"], config.to_dict())
@@ -130,11 +132,12 @@ def write_outputs(prep: Prepared) -> None:
         log.records, correct, slices, spec, names, config.seed)
     compare = tuple(config.compare) if len(names) > 1 else None
     if prep.writer:
-        from lazy_hasty import plots      # matplotlib only when drawing (not on a config error)
         records.write_npz(paths["per_example.npz"], group_names=np.array(evaluator.names),
                           group_bounds=evaluator.bounds,
                           **{f"correct_{k}": v for k, v in correct.items()})
         records.write_npz(paths["learning_times.npz"], **times)
+    if prep.writer and config.figures:
+        from lazy_hasty import plots      # matplotlib only when drawing (not on a config error)
         plots.plot_difficulty(paths["fig3.png" if "fig3.png" in paths else "fig2.png"],
                               log.records, regimes=names, spec=spec)
         plots.plot_learning_times(paths["learning_times.png"], times, spec, compare)

@@ -16,8 +16,9 @@ from lazy_hasty import difficulty, records, sweep
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "experiments", "sweep.py")
 CONFIG = os.path.join(ROOT, "configs", "digits_noise_tiny.py")
-# Two alphas and one that diverges at once (lr / alpha^2 = 5e4).
-SMALL = ["--config.probe_every=3"]
+# Two alphas and one that diverges at once (lr / alpha^2 = 5e4). The runs draw no
+# figures of their own (the sweep still draws its own).
+SMALL = ["--config.probe_every=3", "--config.figures=False"]
 VALUES = "0.001,1,100"
 
 
@@ -61,6 +62,9 @@ def test_batched_sweep_equals_runs_one_by_one(swept):
             _assert_same_records(_records(a), _records(b), 1e-6)
     for a, b in zip(batched.references[None], single.references[None]):
         _assert_same_records(_records(a), _records(b), 1e-6)
+        for run in (a, b):                                 # --config.figures=False
+            files = os.listdir(run.workdir)
+            assert "learning_times.npz" in files and not [f for f in files if ".png" in f]
     for name in ("sweep_summary.json",):
         sa = json.load(open(os.path.join(batched.workdir, name)))
         sb = json.load(open(os.path.join(single.workdir, name)))
