@@ -19,7 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Regime alpha=1 for 30 steps, then alpha=100 for 150 (10 steps an epoch): SIGTERM lands
 # mid-regime, with 100 steps to spare after the checkpoint it waits for (step 40).
 EPOCHS = (3, 15)
-OVERRIDES = ["--config.num_epochs=(%d,%d)" % EPOCHS, "--config.checkpoint_every_steps=5"]
+OVERRIDES = ["--config.num_epochs=(%d,%d)" % EPOCHS, "--config.checkpoint_every_steps=5",
+             "--config.figures=False"]                 # the records are what is compared
 STOPPED = re.compile(r"preempted in regime (\S+) before step (\d+); last checkpoint: "
                      r"(\S+) \(regime \1, step \2\); re-run the same command to resume")
 
@@ -28,7 +29,7 @@ STOPPED = re.compile(r"preempted in regime (\S+) before step (\d+); last checkpo
 def reference(tmp_path_factory):
     """The uninterrupted run, in-process."""
     config = digits_noise_tiny.get_config()
-    config.num_epochs, config.checkpoint_every_steps = EPOCHS, 5
+    config.num_epochs, config.checkpoint_every_steps, config.figures = EPOCHS, 5, False
     workdir = str(tmp_path_factory.mktemp("reference") / "work")
     difficulty.run(config, workdir)
     return open(os.path.join(workdir, "metrics.jsonl")).read()
