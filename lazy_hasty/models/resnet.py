@@ -87,8 +87,9 @@ class ResNet18(nn.Module):
     """ResNet18 ([2,2,2,2] BasicBlocks, widths w,2w,4w,8w) returning logits (N, C).
 
     stem="cifar": conv3x3 stride 1, no maxpool; stem="imagenet": conv7x7 stride 2
-    pad 3 + maxpool3x3 stride 2 pad 1. Sows all 17 ReLU pre-activations
-    ("preactivations") and the pooled features ("features") into "intermediates".
+    pad 3 + maxpool3x3 stride 2 pad 1. Sows all ReLU pre-activations (1 + 2 per
+    block: 17 in a ResNet18, 9 in a ResNet10) ("preactivations") and the pooled
+    features ("features") into "intermediates".
     ``blocks`` sets the BasicBlocks per stage: (1, 1, 1, 1) is a ResNet10 with the
     same layer kinds (stem, blocks with and without a projection shortcut, head)
     and half the layers, e.g. for checks whose cost is compiling the network.
