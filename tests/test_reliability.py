@@ -39,11 +39,13 @@ def _env():
     return env
 
 
-def _main(workdir, *args, log=None):
+def _main(workdir, *args, log=None, figures=False):
     """main.py on the tiny config; stderr to a pipe, or to the file ``log`` for processes
-    that are not read while they run (a full pipe would block them)."""
+    that are not read while they run (a full pipe would block them). Runs that compare
+    records draw no figures."""
     stderr = subprocess.PIPE if log is None else open(log, "w")
-    proc = subprocess.Popen([sys.executable, "main.py", *TINY, f"--workdir={workdir}", *args],
+    proc = subprocess.Popen([sys.executable, "main.py", *TINY, f"--config.figures={figures}",
+                             f"--workdir={workdir}", *args],
                             cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=stderr,
                             text=True)
     if log is not None:
@@ -65,6 +67,7 @@ def _steps(workdir):
 def _tiny_config():
     config = digits_noise_tiny.get_config()
     config.checkpoint_every_steps = EVERY
+    config.figures = False
     return config
 
 
@@ -140,7 +143,7 @@ def _copy(src, dst):
 def test_resume_from_end_checkpoint_only_rewrites_outputs(reference, tmp_path):
     workdir = _copy(reference, tmp_path / "work")
     assert _steps(workdir)[-1] == 60                 # end of run: 2 regimes x 30 steps
-    for name in ("summary.json", "per_example.npz", "fig2.png"):
+    for name in ("summary.json", "per_example.npz", "learning_times.npz"):
         os.unlink(os.path.join(workdir, name))
     with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
         f.write('{"step": 3')                        # torn
@@ -176,7 +179,7 @@ def test_divergence_is_one_line_naming_regime_step_and_checkpoint(tmp_path):
     # alpha=100 trains at lr / 100^2 = 0.1 and finishes; alpha=1 at lr 1000 blows up.
     workdir = str(tmp_path / "work")
     proc = _main(workdir, "--config.regimes=('alpha=100','alpha=1')",
-                 "--config.learning_rate=1000")
+                 "--config.learning_rate=1000", figures=True)
     _, stderr = proc.communicate(timeout=240)
     assert proc.returncode == 3, stderr[-3000:]
     assert "Traceback" not in stderr

@@ -16,6 +16,7 @@ SCRIPT = os.path.join(ROOT, "experiments", "seeds.py")
 CONFIG = os.path.join(ROOT, "configs", "digits_noise_tiny.py")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FAST = '--config.num_epochs=(2,2)'
+RECORDS_ONLY = '--config.figures=False'          # fig4 reads records, not the runs' figures
 
 
 def _seeds(tmp_path, workdir, *args):
@@ -72,7 +73,7 @@ def test_failing_seed_stops_with_its_exit_code(tmp_path):
 def two_seeds(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("seeds")
     work = tmp / "w"
-    proc = _seeds(tmp, work, "--seeds=2", FAST)
+    proc = _seeds(tmp, work, "--seeds=2", FAST, RECORDS_ONLY)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp, work, proc
 
@@ -108,7 +109,7 @@ def test_run_writes_seeds_figure_and_summary(two_seeds):
         assert summary[key]["per_seed_intervals"] == [
             json.load(open(work / f"seed_{k}" / "summary.json"))[f"{key}_interval"]
             for k in (0, 1)]
-    assert summary["seeds"] == [0, 1] and summary["overrides"] == [FAST]
+    assert summary["seeds"] == [0, 1] and summary["overrides"] == [FAST, RECORDS_ONLY]
     assert difficulty.DifficultySpec.from_dict(summary["spec"]) == difficulty.label_noise()
 
 
@@ -116,7 +117,7 @@ def test_second_invocation_runs_nothing(two_seeds):
     tmp, work, _ = two_seeds
     marks = [work / f"seed_{k}" / records.COMPLETED for k in (0, 1)]
     before = [os.stat(m).st_mtime_ns for m in marks]
-    proc = _seeds(tmp, work, "--seeds=2", FAST)
+    proc = _seeds(tmp, work, "--seeds=2", FAST, RECORDS_ONLY)
     assert proc.returncode == 0, proc.stderr
     assert "running seed" not in proc.stdout
     assert proc.stdout.count("already completed") == 2
