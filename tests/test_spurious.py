@@ -248,6 +248,7 @@ def test_digits_spurious_twin_shows_the_first_phase(tmp_path):
     from configs import digits_spurious as config_module
     config = config_module.get_config()
     config.probe_every = 10_000                  # linearity metrics do not change training
+    config.figures = False                       # nor do figures
     summary = checks.run(config, tmp_path / "work")["summary"]
     for result in (summary, summary["by_regime"]["alpha=0.5"]):
         low, high = result["hard_advantage_interval"]

@@ -324,10 +324,24 @@ def test_callback_follows_segments(other_seed):
 
 # ----------------------------------------------------- in-process validation
 
-def test_driver_rejects_equal_alphas(tmp_path):
+# Bad values the driver rejects before training and before writing: each config change
+# and what its error names. main.py turns any such ValueError into one line (the CLI
+# tests below check that on other bad values).
+DRIVER_ERRORS = {
+    "equal_alphas": (dict(linear_alpha=1.0), "both alpha=1"),
+    "nonlinear_alpha_negative": (dict(nonlinear_alpha=-1.0), "alpha"),
+    "increasing_thresholds": (dict(thresholds=(0.5, 0.6)), "strictly decreasing"),
+    "thresholds_outside_the_loss_range": (dict(thresholds=(0.8, 0.5)),
+                                          r"must lie in \(0, 0\.6931\)"),
+}
+
+
+@pytest.mark.parametrize("name", list(DRIVER_ERRORS))
+def test_driver_rejects_bad_values_and_writes_nothing(tmp_path, name):
+    change, error = DRIVER_ERRORS[name]
     config = configs.yinyang_tiny.get_config()
-    config.linear_alpha = 1.0
-    with pytest.raises(ValueError, match="both alpha=1"):
+    config.update(change)
+    with pytest.raises(ValueError, match=error):
         driver.run(config, str(tmp_path / "w"))
     assert not os.path.exists(tmp_path / "w")
 
@@ -351,16 +365,12 @@ LOG_LINE = re.compile(r"^[IWEF]\d{4} ")            # absl log lines
 # Each failing command: its --config overrides and what its one error line names.
 CLI_ERRORS = {
     "linear_alpha_zero": (["--config.linear_alpha=0"], ["alpha"]),
-    "nonlinear_alpha_negative": (["--config.nonlinear_alpha=-1"], ["alpha"]),
     "unknown_key": (["--config.bogus=1"], ["bogus"]),
     "thresholds_never_reached": (
         ["--config.num_steps=5", "--config.num_runs=2", "--config.grid_resolution=4",
          "--config.hidden=(8,)", "--config.n_train=10"], ["num_steps", "within 5 steps"]),
     "unknown_experiment": (["--config.experiment=nope"],
                            ["unknown experiment 'nope'", "yinyang"]),
-    "increasing_thresholds": (["--config.thresholds=(0.5,0.6)"], ["strictly decreasing"]),
-    "thresholds_outside_the_loss_range": (["--config.thresholds=(0.8,0.5)"],
-                                          ["must lie in (0, 0.6931)"]),
     "workdir_is_a_file": ([], ["not a directory"]),   # the workdir is made a file first
 }
 
