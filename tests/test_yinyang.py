@@ -23,8 +23,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REGIMES = ["alpha=1", "alpha=100", "linearized"]
 
 # Compiling the in-process runs is most of their cost; the checks are oracles and
-# tolerances on the maths, not the rounding of optimised kernels (conftest.py). The
-# main.py processes of the CLI tests compile as usual.
+# tolerances on the maths, not the rounding of optimised kernels (conftest.py). So do
+# the main.py processes of the CLI tests, which check errors.
 pytestmark = pytest.mark.usefixtures("quick_compiles_module")
 
 # A very small run for determinism (compile-dominated).
@@ -398,7 +398,8 @@ def cli_commands(tmp_path_factory):
             started[name] = workdir, subprocess.Popen(
                 [sys.executable, "main.py", "--config=configs/yinyang_tiny.py",
                  f"--workdir={workdir}", *overrides],
-                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env=dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1"))   # errors, not numbers
         yield started
     finally:
         for _, proc in started.values():
