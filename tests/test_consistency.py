@@ -4,12 +4,11 @@ import os
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
-from sklearn.metrics import roc_auc_score
 
 from lazy_hasty import consistency
 from lazy_hasty.consistency import (aggregate, batch_indices, cached_cscores, draw_masks,
                                     estimate_cscores)
+from lazy_hasty.data.digits import read_digits
 
 # Small budget shared by the training tests (one compilation serves them all).
 BUDGET = dict(ratios=(0.2, 0.4, 0.6, 0.8), models_per_ratio=8, steps=100,
@@ -22,11 +21,11 @@ pytestmark = pytest.mark.usefixtures("quick_compiles_module")
 
 def noisy_digits(n: int = 600, flip_fraction: float = 0.1, seed: int = 0):
     """n digits (8x8x1 in [0, 1]) with flip_fraction of the labels moved to another class."""
-    digits = load_digits()
+    images, labels = read_digits()                 # sklearn's load_digits (test_data_digits)
     rng = np.random.default_rng(seed)
-    idx = rng.permutation(len(digits.target))[:n]
-    x = (digits.images[idx] / 16.0).astype(np.float32)[..., None]
-    y = digits.target[idx].astype(np.int32)
+    idx = rng.permutation(len(labels))[:n]
+    x = (images[idx] / 16.0).astype(np.float32)[..., None]
+    y = labels[idx].astype(np.int32)
     flipped = np.zeros(n, dtype=bool)
     flipped[rng.permutation(n)[: int(flip_fraction * n)]] = True
     y[flipped] = (y[flipped] + rng.integers(1, 10, flipped.sum())) % 10
@@ -40,6 +39,7 @@ def digits_scores():
 
 
 def test_scores_detect_flipped_labels(digits_scores):
+    from sklearn.metrics import roc_auc_score      # a second to import: only here
     _, y, flipped, scores = digits_scores
     assert scores.shape == y.shape and np.all(np.isfinite(scores))
     assert np.all((scores >= 0) & (scores <= 1))
@@ -167,9 +167,10 @@ def test_batch_indices_are_epochs_of_the_subset():
 
 
 def test_binary_logistic_and_full_batch():
-    digits = load_digits(n_class=2)
-    x = (digits.data[:120] / 16.0).astype(np.float32)
-    y = np.where(digits.target[:120] == 1, 1.0, -1.0)
+    images, labels = read_digits()
+    zeros_and_ones = labels < 2                    # load_digits(n_class=2), in file order
+    x = (images[zeros_and_ones][:120].reshape(120, 64) / 16.0).astype(np.float32)
+    y = np.where(labels[zeros_and_ones][:120] == 1, 1.0, -1.0)
     scores = estimate_cscores(x, y, 1, seed=0, ratios=(0.5,), models_per_ratio=4, steps=30,
                               learning_rate=0.1, batch_size=None)
     assert scores.shape == (120,) and np.all(np.isfinite(scores))
