@@ -21,10 +21,6 @@ CONFIG = os.path.join(ROOT, "configs", "digits_noise_tiny.py")
 SMALL = ["--config.probe_every=3", "--config.figures=False"]
 VALUES = "0.001,1,100"
 
-# Compiling the runs is most of this module's cost; its checks are equalities within
-# tolerances and exact relations, not the rounding of optimised kernels (conftest.py).
-pytestmark = pytest.mark.usefixtures("quick_compiles_module")
-
 
 def _plan(workdir):
     return sweep_runs.make_plan(CONFIG, str(workdir), "alpha", VALUES, "alpha=1", [0, 1],
