@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.flatten_util import ravel_pytree
 
 from lazy_hasty import models, ntk, ntk_structured
 
@@ -42,26 +43,20 @@ def _setup(name, n1=None, n2=None, seed=0):
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(seed), 3)
     x1 = jax.random.normal(k1, (n1,) + shape)
     x2 = jax.random.normal(k2, (n2,) + shape)
-    # One compile of the whole init, not one per initialiser and layer shape.
-    params, state = jax.jit(functools.partial(models.init_model, module))(k3, x1)
+    params, state = models.init_model(module, k3, x1)
     return models.make_apply_fn(module, state), params, x1, x2
 
 
-@jax.jit
 def _to64(*trees):
     return jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), trees)
 
 
 def oracle_ntks(apply_fn, params, x1, x2):
-    """``(K(x1, x2), K(x1, x1))`` from one explicit Jacobian of all parameters on
-    ``[x1; x2]``, flattened to (N, C, P) and contracted by hand."""
-
-    def jacobian(params, x1, x2):
-        x = jnp.concatenate([x1, x2])
-        leaves = jax.tree_util.tree_leaves(jax.jacrev(lambda p: apply_fn(p, x))(params))
-        return jnp.concatenate([j.reshape(j.shape[:2] + (-1,)) for j in leaves], axis=-1)
-
-    jac = np.asarray(jax.jit(jacobian)(params, x1, x2))
+    """``(K(x1, x2), K(x1, x1))`` from one explicit Jacobian of the ravelled
+    parameters on ``[x1; x2]``, contracted by hand."""
+    flat, unravel = ravel_pytree(params)
+    x = jnp.concatenate([x1, x2])
+    jac = np.asarray(jax.jit(jax.jacrev(lambda p: apply_fn(unravel(p), x)))(flat))
     j1, j2 = jac[:len(x1)], jac[len(x1):]           # (N, C, P)
     return np.einsum("icp,jdp->icjd", j1, j2), np.einsum("icp,jdp->icjd", j1, j1)
 
@@ -135,7 +130,7 @@ def test_structured_handles_assorted_layers(which, x64):
     if which == "assorted":
         x1, x2 = jax.random.normal(k1, (3, 6, 6, 2)), jax.random.normal(k2, (2, 6, 6, 2))
         module = Assorted()
-        params = _to64(jax.jit(module.init)(k3, x1)["params"])[0]   # one compile
+        params = _to64(module.init(k3, x1)["params"])[0]
         apply_fn = lambda p, x: module.apply({"params": p}, x)
     else:
         x1, x2 = jax.random.normal(k1, (3, 4)), jax.random.normal(k2, (2, 4))
