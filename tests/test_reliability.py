@@ -31,6 +31,7 @@ EVERY = 5                                        # checkpoint every 5 steps in t
 TINY = ["--config=configs/digits_noise_tiny.py", f"--config.checkpoint_every_steps={EVERY}"]
 LOG_LINE = re.compile(r"^[IWEF]\d{4} ")           # absl log lines
 OUTPUTS = ("metrics.jsonl", "summary.json", "config.json")
+ARRAYS = ("per_example.npz", "learning_times.npz")
 
 
 def _env():
@@ -83,11 +84,12 @@ def _same_outputs(a, b):
     for name in OUTPUTS:
         with open(os.path.join(a, name), "rb") as fa, open(os.path.join(b, name), "rb") as fb:
             assert fa.read() == fb.read(), name
-    with np.load(os.path.join(a, "per_example.npz"), allow_pickle=False) as za, \
-            np.load(os.path.join(b, "per_example.npz"), allow_pickle=False) as zb:
-        assert sorted(za.files) == sorted(zb.files)
-        for key in za.files:
-            np.testing.assert_array_equal(za[key], zb[key])
+    for name in ARRAYS:
+        with np.load(os.path.join(a, name), allow_pickle=False) as za, \
+                np.load(os.path.join(b, name), allow_pickle=False) as zb:
+            assert sorted(za.files) == sorted(zb.files), name
+            for key in za.files:
+                np.testing.assert_array_equal(za[key], zb[key], err_msg=f"{name}: {key}")
 
 
 # ------------------------------------------------------------- kill -9 and resume
@@ -143,7 +145,7 @@ def _copy(src, dst):
 def test_resume_from_end_checkpoint_only_rewrites_outputs(reference, tmp_path):
     workdir = _copy(reference, tmp_path / "work")
     assert _steps(workdir)[-1] == 60                 # end of run: 2 regimes x 30 steps
-    for name in ("summary.json", "per_example.npz", "learning_times.npz"):
+    for name in ("summary.json", *ARRAYS):
         os.unlink(os.path.join(workdir, name))
     with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
         f.write('{"step": 3')                        # torn

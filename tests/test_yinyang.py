@@ -329,7 +329,8 @@ def test_callback_follows_segments(other_seed):
 # tests below check that on other bad values).
 DRIVER_ERRORS = {
     "equal_alphas": (dict(linear_alpha=1.0), "both alpha=1"),
-    "nonlinear_alpha_negative": (dict(nonlinear_alpha=-1.0), "alpha"),
+    "nonlinear_alpha_negative": (dict(nonlinear_alpha=-1.0),
+                                 r"alpha must be a finite number > 0, got -1\.0"),
     "increasing_thresholds": (dict(thresholds=(0.5, 0.6)), "strictly decreasing"),
     "thresholds_outside_the_loss_range": (dict(thresholds=(0.8, 0.5)),
                                           r"must lie in \(0, 0\.6931\)"),
@@ -364,7 +365,8 @@ LOG_LINE = re.compile(r"^[IWEF]\d{4} ")            # absl log lines
 
 # Each failing command: its --config overrides and what its one error line names.
 CLI_ERRORS = {
-    "linear_alpha_zero": (["--config.linear_alpha=0"], ["alpha"]),
+    "linear_alpha_zero": (["--config.linear_alpha=0"],
+                          ["alpha must be a finite number > 0, got 0"]),
     "unknown_key": (["--config.bogus=1"], ["bogus"]),
     "thresholds_never_reached": (
         ["--config.num_steps=5", "--config.num_runs=2", "--config.grid_resolution=4",
