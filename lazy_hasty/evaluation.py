@@ -2,13 +2,19 @@
 
 ``GroupEvaluator`` concatenates every (split, group) example set once, so one
 compiled batched pass gives per-example loss and correctness for all groups;
-the per-example correctness is kept for bootstrap intervals. ``LinearityProbe``
+the per-example correctness is kept for bootstrap intervals. Groups overlap
+(``train/all`` holds ``train/majority``, a balanced split re-uses training
+examples), so each distinct (input, label) pair is evaluated once and its
+result copied to every place it appears: a network's output for one example
+does not depend on the other rows of its batch, so the copies are the numbers a
+second evaluation would give. ``LinearityProbe``
 measures how far the network moved from its initialisation on a fixed probe
 set (paper, Appendix A).
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Mapping
 
 import jax
@@ -35,10 +41,11 @@ class GroupEvaluator:
         x = np.concatenate([groups[n][0] for n in self.names])
         y = np.concatenate([groups[n][1] for n in self.names])
         self.size = len(y)
-        self.batch_size = int(min(batch_size, self.size))
-        pad = -self.size % self.batch_size
-        self._x = np.concatenate([x, np.repeat(x[:1], pad, 0)])
-        self._y = np.concatenate([y, np.repeat(y[:1], pad, 0)])
+        first, self._copies = distinct_examples(x, y)
+        self.batch_size = int(min(batch_size, len(first)))
+        pad = -len(first) % self.batch_size
+        first = np.concatenate([first, np.repeat(first[:1], pad)])
+        self._x, self._y = x[first], y[first]
 
     def slice(self, name: str) -> slice:
         """Where group ``name``'s examples sit in the per-example arrays."""
@@ -51,8 +58,8 @@ class GroupEvaluator:
         b = self.batch_size
         out = [_evaluate(apply_fn, regime, params0, params, self._x[i:i + b], self._y[i:i + b])
                for i in range(0, len(self._y), b)]
-        loss = np.concatenate([np.asarray(o[0]) for o in out])[:self.size]
-        correct = np.concatenate([np.asarray(o[1]) for o in out])[:self.size]
+        loss = np.concatenate([np.asarray(o[0]) for o in out])[self._copies]
+        correct = np.concatenate([np.asarray(o[1]) for o in out])[self._copies]
         return loss, correct
 
     def summarize(self, loss: np.ndarray, correct: np.ndarray) -> dict[str, float]:
@@ -63,6 +70,22 @@ class GroupEvaluator:
             out[f"{name}/loss"] = float(np.mean(loss[s]))
             out[f"{name}/accuracy"] = float(np.mean(correct[s]))
         return out
+
+
+def distinct_examples(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, copies)``: the index of each distinct (input, label) pair's first
+    occurrence, in order, and for every example the position of its pair in
+    ``first`` (so ``x[first][copies]`` is ``x``). Pairs are told apart by a 128-bit
+    digest of their bytes."""
+    position: dict[bytes, int] = {}
+    first, copies = [], np.empty(len(y), int)
+    for i in range(len(y)):
+        digest = hashlib.blake2b(x[i].tobytes(), digest_size=16)
+        digest.update(np.asarray(y[i]).tobytes())
+        copies[i] = position.setdefault(digest.digest(), len(first))
+        if copies[i] == len(first):
+            first.append(i)
+    return np.asarray(first, int), copies
 
 
 class LinearityProbe:

@@ -233,6 +233,18 @@ def test_group_evaluator_summarize_matches_numpy():
         for key in want:
             assert got[key] == pytest.approx(want[key], rel=1e-5), key
         assert evaluator.slice("train/first") == slice(N, N + 10)
+        # train/first repeats train/all's first 10 examples: evaluated once, copied.
+        assert len(evaluator._y) == -(-(N + 20) // evaluator.batch_size) * evaluator.batch_size
+        np.testing.assert_array_equal(loss[N:N + 10], loss[:10])
+
+
+def test_distinct_examples_tells_pairs_apart_by_input_and_label():
+    x = np.array([[1, 2], [3, 4], [1, 2], [1, 2], [3, 4]], np.float32)
+    y = np.array([0, 1, 0, 1, 1])
+    first, copies = evaluation.distinct_examples(x, y)
+    np.testing.assert_array_equal(first, [0, 1, 3])     # (x0, label 1) is a new pair
+    np.testing.assert_array_equal(copies, [0, 1, 0, 2, 1])
+    np.testing.assert_array_equal(x[first][copies], x)
 
 
 def test_non_finite_inputs_raise_naming_regime_and_step():
