@@ -85,3 +85,16 @@ def quick_compiles_module():
     """:func:`_unoptimized_compiles` for a whole test module."""
     with _unoptimized_compiles():
         yield
+
+
+
+def pytest_configure(config):
+    """Gives each parallel worker (and the processes it starts) its own share of the
+    cores. XLA:CPU's runtime threads keep spinning for a while after each small
+    program; unpinned, they spin on the core the other worker needs."""
+    worker = getattr(config, "workerinput", None)
+    if worker is None:
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    index, count = int(worker["workerid"][2:]), worker["workercount"]
+    os.sched_setaffinity(0, cpus[index::count] or [cpus[index % len(cpus)]])
