@@ -4,12 +4,12 @@
 compiled batched pass gives per-example loss and correctness for all groups;
 the per-example correctness is kept for bootstrap intervals. Groups overlap
 (``train/all`` holds ``train/majority``, a balanced split re-uses training
-examples), so each distinct (input, label) pair is evaluated once and its
-result copied to every place it appears: a network's output for one example
-does not depend on the other rows of its batch, so the copies are the numbers a
-second evaluation would give. ``LinearityProbe``
-measures how far the network moved from its initialisation on a fixed probe
-set (paper, Appendix A).
+examples), so each distinct (input, label) pair is evaluated once and its result
+copied to every place it appears. The copies are the numbers a second evaluation
+would give: the models allow only batch-independent norms
+(``resnet.make_norm``), so one example's output does not depend on the other
+rows of its batch. ``LinearityProbe`` measures how far the network moved from
+its initialisation on a fixed probe set (paper, Appendix A).
 """
 
 from __future__ import annotations

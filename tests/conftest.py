@@ -13,9 +13,10 @@ import os
 import shutil
 import tempfile
 
-# One thread per XLA:CPU process: the parallel workers already use every core, and
-# on tiny programs Eigen's thread pool costs more than it gives (subprocesses inherit).
-ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+# No Eigen intra-op threads in XLA:CPU: the parallel workers already use every core,
+# and on tiny programs Eigen's thread pool costs more than it gives (subprocesses
+# inherit). (XLA ignores a token without "--", so only XLA flags belong here.)
+ONE_THREAD = "--xla_cpu_multi_thread_eigen=false"
 if ONE_THREAD not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {ONE_THREAD}".strip()
 
@@ -87,13 +88,12 @@ def quick_compiles_module():
         yield
 
 
-
 def pytest_configure(config):
     """Gives each parallel worker (and the processes it starts) its own share of the
     cores. XLA:CPU's runtime threads keep spinning for a while after each small
     program; unpinned, they spin on the core the other worker needs."""
     worker = getattr(config, "workerinput", None)
-    if worker is None:
+    if worker is None or not hasattr(os, "sched_setaffinity"):     # e.g. macOS
         return
     cpus = sorted(os.sched_getaffinity(0))
     index, count = int(worker["workerid"][2:]), worker["workercount"]
