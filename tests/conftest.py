@@ -1,4 +1,5 @@
-"""Shared test fixtures, and one compilation cache for the whole test session.
+"""Shared test fixtures, and the test session's set-up: one compilation cache,
+XLA:CPU flags, the order of the files and each parallel worker's share of the cores.
 
 Many tests compile the same small programs, in-process and in the ``main.py``
 subprocesses they start (which inherit the environment). JAX's persistent
@@ -52,12 +53,13 @@ import jax  # noqa: E402  (reads the cache settings above)
 import pytest  # noqa: E402
 
 
-# The slowest files, slowest first (about 35 to 110 s each on 2 cores). The parallel
-# workers (scripts/test.sh: --dist loadfile --no-loadscope-reorder) take files in
-# collection order, so the long ones start early and the short ones fill the gaps.
-SLOWEST_FIRST = ("test_ntk.py", "test_spurious.py", "test_reliability.py",
-                 "test_difficulty.py", "test_sweep.py", "test_accelerator_check.py",
-                 "test_yinyang.py", "test_preemption.py")
+# The slowest files, slowest first (about 23 to 66 s of CPU each on 2 cores, with the
+# loop emitters). The parallel workers (scripts/test.sh: --dist loadfile
+# --no-loadscope-reorder) take files in collection order, so the long ones start
+# early and the short ones fill the gaps.
+SLOWEST_FIRST = ("test_spurious.py", "test_ntk.py", "test_reliability.py",
+                 "test_accelerator_check.py", "test_sweep.py", "test_yinyang.py",
+                 "test_preemption.py", "test_minibatch.py", "test_difficulty.py")
 
 
 def pytest_collection_modifyitems(items):
