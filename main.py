@@ -23,7 +23,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import common
-from lazy_hasty import checkpoint, preemption, records
+from lazy_hasty.engine import checkpoint, preemption, records
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -73,7 +73,7 @@ def main(argv):
     except preemption.Preempted as e:        # SIGTERM/SIGINT: stopped at a step, saved
         print(f"main.py: {e}", file=sys.stderr)
         sys.exit(preemption.EXIT_CODE)
-    except FloatingPointError as e:          # minibatch.NonFiniteLossError: divergence
+    except FloatingPointError as e:          # loop.NonFiniteLossError: divergence
         if _DEBUG.value:
             raise
         if jax.process_index() == 0 and os.path.isdir(_WORKDIR.value):

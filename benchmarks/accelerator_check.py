@@ -47,7 +47,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jax  # noqa: E402
 
 import core  # noqa: E402
-from lazy_hasty import checkpoint, models, ntk, records  # noqa: E402
+from lazy_hasty import models, ntk  # noqa: E402
+from lazy_hasty.engine import checkpoint, records
 
 
 def _device(quick: bool) -> dict:

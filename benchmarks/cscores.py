@@ -1,6 +1,6 @@
 """Throughput of the C-score estimator: held-out models trained per second.
 
-Trains the estimator's models (``lazy_hasty.consistency.train_and_evaluate``:
+Trains the estimator's models (``lazy_hasty.analysis.consistency.train_and_evaluate``:
 per-model init, SGD on the model's random subset, evaluation on all examples)
 on scikit-learn digits (8x8 pixels in [0, 1]), all K models vmapped at once
 (``batch_models=K``) versus one model at a time (``batch_models=1``, same
@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from sklearn.datasets import load_digits
 
-from lazy_hasty.consistency import (DEFAULT_MLP_FEATURES, _prepare_inputs, draw_masks,
+from lazy_hasty.analysis.consistency import (DEFAULT_MLP_FEATURES, _prepare_inputs, draw_masks,
                                     train_and_evaluate)
 from lazy_hasty.rng import numpy_rng
 

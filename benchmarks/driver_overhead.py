@@ -7,7 +7,7 @@ before it is timed, through a JAX compilation cache):
 - *bare*: ``jax.jit(train.make_train_step(...))`` over the run's own
   minibatches, all put on the device beforehand, one ``block_until_ready`` at
   the end: the least any driver can do;
-- *driver*: :func:`lazy_hasty.minibatch.train_regime` as ``main.py`` runs it
+- *driver*: :func:`lazy_hasty.engine.loop.train_regime` as ``main.py`` runs it
   (minibatch indices, gather, divergence guard, loss read one step late,
   record schedule), minus the time its records spend in group evaluation and
   in the linearity probe, which are timed and reported apart.
@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 
 from configs import digits_noise  # noqa: E402
 from experiments import difficulty  # noqa: E402
-from lazy_hasty import minibatch, sharding, train  # noqa: E402
+from lazy_hasty.engine import loop, sharding, train  # noqa: E402
 
 
 class Timed:
@@ -67,9 +67,9 @@ def _driver(prep, options) -> tuple[float, float, float]:
     evaluator = Timed(prep.setup.evaluator, ("per_example",))
     probe = Timed(prep.setup.probe)
     start = time.perf_counter()
-    params = minibatch.train_regime(prep.setup.apply_fn, prep.parsed[0], prep.setup.params0,
+    params = loop.train_regime(prep.setup.apply_fn, prep.parsed[0], prep.setup.params0,
                                     prep.data.train, options, evaluator,
-                                    minibatch.RecordList(), probe)
+                                    loop.RecordList(), probe)
     jax.block_until_ready(params)
     return time.perf_counter() - start, evaluator.seconds, probe.seconds
 
@@ -83,7 +83,7 @@ def _bare(prep, options) -> float:
     mesh = sharding.data_mesh()
     n = len(train_set.y)
     batches = [sharding.shard_batch((train_set.x[i], train_set.y[i]), mesh) for i in
-               (minibatch.batch_indices(options.seed, s, n, options.batch_size)
+               (loop.batch_indices(options.seed, s, n, options.batch_size)
                 for s in range(options.num_steps))]
     params0 = sharding.replicate(prep.setup.params0, mesh)
     state = sharding.replicate(train.init_state(regime, params0, opt), mesh)

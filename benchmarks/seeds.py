@@ -1,6 +1,6 @@
 """Many seeds: the vmapped yin-yang job against the same runs one seed at a time.
 
-Runs ``lazy_hasty.yinyang.run_yinyang`` (3 regimes, full-batch GD, grid
+Runs ``lazy_hasty.engine.yinyang.run_yinyang`` (3 regimes, full-batch GD, grid
 evaluation) once with ``num_runs=R`` (every seed in one vmapped program per
 regime) and ``L`` times with ``num_runs=1`` in a Python loop, and reports
 seconds per seed for both, with and without compilation. Compilation time is
@@ -20,10 +20,11 @@ import time
 import jax
 import numpy as np
 
-from lazy_hasty import models, train
+from lazy_hasty import models
+from lazy_hasty.engine import train
 from lazy_hasty.data import yinyang as data
 from lazy_hasty.regimes import parse_regime
-from lazy_hasty.yinyang import run_yinyang
+from lazy_hasty.engine.yinyang import run_yinyang
 
 REGIMES = ("alpha=1", "alpha=100", "linearized")
 

@@ -3,7 +3,7 @@
 Trains the linearized references of ``configs/digits_noise.py`` (5 seeds, the
 config's 300 epochs; ``--quick``: 2 seeds, 20 epochs) twice, side by side in
 one process: as the sweep does by default (seeds in lockstep, one vmapped
-program, :func:`lazy_hasty.minibatch.train_members`) and one run at a time
+program, :func:`lazy_hasty.engine.loop.train_members`) and one run at a time
 (``--nobatch``). Both include loading the data, building the network, every
 record's evaluation and probe, and writing each run's outputs; the records
 are checked identical. Usage: ``python benchmarks/sweep.py [--quick]``.
@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from experiments import sweep_runs  # noqa: E402
-from lazy_hasty import records  # noqa: E402
+from lazy_hasty.engine import records  # noqa: E402
 
 CONFIG = os.path.join(ROOT, "configs", "digits_noise.py")
 

@@ -15,7 +15,7 @@ import sys
 import ml_collections
 from absl import flags
 
-from lazy_hasty import records
+from lazy_hasty.engine import records
 
 RESUME_FREE_KEYS = ("checkpoint_every_steps", "checkpoints_to_keep", "data_dir",
                     "cscore_cache", "tensorboard", "figures")

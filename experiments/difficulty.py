@@ -12,9 +12,9 @@ spec's statistics with intervals, and the spec) and ``fig2.png`` (``fig3.png``: 
 
 Preemption: ``checkpoints/`` holds orbax checkpoints (every
 ``checkpoint_every_steps`` steps, at the end of each regime, and when SIGTERM or
-SIGINT stops the run at a step: :mod:`lazy_hasty.preemption`); the same command
+SIGINT stops the run at a step: :mod:`lazy_hasty.engine.preemption`); the same command
 resumes from the newest one and writes the same ``metrics.jsonl`` as an
-uninterrupted run (see :class:`lazy_hasty.run_log.RunLog`).
+uninterrupted run (see :class:`lazy_hasty.engine.run_log.RunLog`).
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ from absl import logging
 
 from experiments import common, validation
 from experiments.difficulty_setup import Setup, build, options
-from lazy_hasty import (checkpoint, datasets, learning_times, minibatch, preemption, progress,
-                        records, regimes, run_log)
-from lazy_hasty.monitor import TensorBoardMonitor
+from lazy_hasty import datasets, regimes
+from lazy_hasty.engine import checkpoint, loop, preemption, records, run_log
+from lazy_hasty.analysis import learning_times, progress
+from lazy_hasty.engine.monitor import TensorBoardMonitor
 
 
 class Prepared(NamedTuple):
@@ -41,7 +42,7 @@ class Prepared(NamedTuple):
     parsed: list[regimes.Regime]
     data: datasets.DescribedDataset
     setup: Setup
-    options: list[minibatch.TrainOptions]    # per regime
+    options: list[loop.TrainOptions]    # per regime
     log: run_log.RunLog
     checkpointer: Optional[checkpoint.Checkpointer]
     paths: dict[str, str]
@@ -92,10 +93,10 @@ def train_all(prep: Prepared) -> None:
         logging.info("training %s for %d steps (%g epochs)", regime.name, opts.num_steps,
                      prep.config.num_epochs[i])
         try:
-            minibatch.train_regime(prep.setup.apply_fn, regime, prep.setup.params0,
+            loop.train_regime(prep.setup.apply_fn, regime, prep.setup.params0,
                                    prep.data.train, opts, prep.setup.evaluator,
                                    prep.log.begin(i), prep.setup.probe)
-        except (minibatch.NonFiniteLossError, preemption.Preempted) as err:
+        except (loop.NonFiniteLossError, preemption.Preempted) as err:
             err.last_checkpoint = prep.log.describe_last()
             raise
         prep.log.save(i + 1, None)                # regime done (the last: run done)
@@ -137,7 +138,7 @@ def write_outputs(prep: Prepared) -> None:
                           **{f"correct_{k}": v for k, v in correct.items()})
         records.write_npz(paths["learning_times.npz"], **times)
     if prep.writer and config.figures:
-        from lazy_hasty import plots      # matplotlib only when drawing (not on a config error)
+        from lazy_hasty.analysis import plots  # matplotlib only when drawing (not on a config error)
         plots.plot_difficulty(paths["fig3.png" if "fig3.png" in paths else "fig2.png"],
                               log.records, regimes=names, spec=spec)
         plots.plot_learning_times(paths["learning_times.png"], times, spec, compare)

@@ -9,9 +9,10 @@ from typing import NamedTuple
 import ml_collections
 import numpy as np
 
-from lazy_hasty import datasets, minibatch, models, rng
+from lazy_hasty import datasets, models, rng
+from lazy_hasty.engine import loop
 from lazy_hasty.difficulty import DifficultySpec
-from lazy_hasty.evaluation import GroupEvaluator, LinearityProbe
+from lazy_hasty.engine.evaluation import GroupEvaluator, LinearityProbe
 from lazy_hasty.types import ApplyFn, Params
 
 
@@ -47,13 +48,13 @@ def build(config: ml_collections.ConfigDict, data: datasets.DescribedDataset) ->
 
 
 def options(config: ml_collections.ConfigDict, num_steps: int,
-            spec: DifficultySpec) -> minibatch.TrainOptions:
+            spec: DifficultySpec) -> loop.TrainOptions:
     """The training options of one regime (a stop rule on the spec's progress measure
     when ``config.stop_at_progress`` is set)."""
     stop = None
     if config.stop_at_progress > 0:
-        stop = minibatch.StopRule(spec.progress_key, config.stop_at_progress, spec.decreasing)
-    return minibatch.TrainOptions(
+        stop = loop.StopRule(spec.progress_key, config.stop_at_progress, spec.decreasing)
+    return loop.TrainOptions(
         num_steps=num_steps, batch_size=config.batch_size, learning_rate=config.learning_rate,
         momentum=config.momentum, seed=config.seed, ladder_ratio=config.ladder_ratio,
         probe_every=config.probe_every, checkpoint_every=config.checkpoint_every_steps,

@@ -17,7 +17,7 @@ is found by every seed.
 
 When every seed is done, the script aggregates (unless ``--noaggregate``), as
 the difficulty spec in the seeds' ``summary.json`` says:
-``DIR/fig4.png`` (:func:`lazy_hasty.plots.plot_seed_bands`: one panel per
+``DIR/fig4.png`` (:func:`lazy_hasty.analysis.plots.plot_seed_bands`: one panel per
 group of the spec's panels, against its progress measure) and
 ``DIR/seeds_summary.json`` (each seed's ``summary.json``, the spec, and for each of the spec's statistics the mean
 over seeds with a 95 % Student-t interval (2 seeds or more), the number of
@@ -57,7 +57,8 @@ if ROOT not in sys.path:
 from absl import app, flags  # noqa: E402
 
 from experiments import common  # noqa: E402
-from lazy_hasty import inference, preemption, records  # noqa: E402
+from lazy_hasty.engine import preemption, records  # noqa: E402
+from lazy_hasty.analysis import inference
 from lazy_hasty.difficulty import DifficultySpec  # noqa: E402
 
 MAIN = os.path.join(ROOT, "main.py")
@@ -147,7 +148,7 @@ def _draw_fig4(workdir: str, seeds: list[int], spec: DifficultySpec) -> None:
     if not runs or not runs[0]:
         print("seeds.py: no metrics.jsonl records; fig4.png not drawn", file=sys.stderr)
         return
-    from lazy_hasty import plots                          # matplotlib only when drawing
+    from lazy_hasty.analysis import plots  # matplotlib only when drawing
     regimes = list(dict.fromkeys(r["regime"] for r in runs[0]))
     path = os.path.join(workdir, "fig4.png")
     try:

@@ -22,7 +22,7 @@ every entry: every hidden layer ``v`` wide) and gives each value its own
 linearized reference: ``DIR/model_kwargs.features=64/{alpha=1,linearized}/seed_<k>``.
 
 Batching: the seeds of one value train in lockstep as one vmapped program
-(:func:`lazy_hasty.minibatch.train_members`: the same records as one at a time,
+(:func:`lazy_hasty.engine.loop.train_members`: the same records as one at a time,
 ``--nobatch``). A run that diverges gets ``DIVERGED`` in its workdir and the
 sweep goes on. A run holding ``COMPLETED`` or ``DIVERGED`` is skipped, so the
 same command resumes a preempted sweep (the run is the unit: a sweep takes no
@@ -31,7 +31,7 @@ mid-run checkpoints; SIGTERM/SIGINT stop it at a step with exit code 75).
 references first: a value's targets are known once its references are done,
 so run what it prints, then ask again.
 
-Outputs in ``DIR`` (:mod:`lazy_hasty.sweep`): ``sweep_summary.json`` (per
+Outputs in ``DIR`` (:mod:`lazy_hasty.analysis.sweep`): ``sweep_summary.json`` (per
 statistic of the spec and value: across-seed mean, 95 % Student-t interval,
 sign counts, per-seed values and bootstrap intervals, diverged seeds; the
 rank correlation with log alpha; end-of-training linearity; learning-time
@@ -52,7 +52,7 @@ if ROOT not in sys.path:
 from absl import app, flags, logging  # noqa: E402
 
 from experiments import common, sweep_runs  # noqa: E402
-from lazy_hasty import preemption  # noqa: E402
+from lazy_hasty.engine import preemption  # noqa: E402
 
 FLAGS = flags.FLAGS
 DEFAULT_VALUES = "0.5,1,3,10,30,100,300,1000"

@@ -3,7 +3,7 @@
 A run is one ``main.py`` run of one regime at one axis value and seed, in its
 own workdir; :class:`Plan` knows every run, its command line and its
 linearized reference. Runs of one value train together (seeds vmapped, see
-:func:`lazy_hasty.minibatch.train_members`) or one by one, through the same
+:func:`lazy_hasty.engine.loop.train_members`) or one by one, through the same
 driver pieces as ``main.py`` (:mod:`experiments.difficulty`).
 """
 
@@ -23,7 +23,9 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from experiments import difficulty
-from lazy_hasty import inference, minibatch, records, regimes, sweep
+from lazy_hasty import regimes
+from lazy_hasty.engine import loop, records
+from lazy_hasty.analysis import inference, sweep
 from lazy_hasty.difficulty import DifficultySpec
 
 MAIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "main.py")
@@ -179,17 +181,17 @@ def _same_model_state(preps: list) -> bool:
                for leaves in (jax.tree.leaves(p.setup.state) for p in preps[1:]))
 
 
-def _train_batch(preps: list) -> list[Optional[minibatch.NonFiniteLossError]]:
+def _train_batch(preps: list) -> list[Optional[loop.NonFiniteLossError]]:
     """Trains the runs' one regime in lockstep (seeds vmapped); errors per run."""
-    members = [minibatch.Member(p.setup.params0, p.data.train, p.setup.evaluator,
+    members = [loop.Member(p.setup.params0, p.data.train, p.setup.evaluator,
                                 p.log.begin(0), p.setup.probe, p.options[0]) for p in preps]
-    return minibatch.train_members(preps[0].setup.apply_fn, preps[0].parsed[0], members)
+    return loop.train_members(preps[0].setup.apply_fn, preps[0].parsed[0], members)
 
 
-def _train_one(prep) -> Optional[minibatch.NonFiniteLossError]:
+def _train_one(prep) -> Optional[loop.NonFiniteLossError]:
     try:
         difficulty.train_all(prep)
-    except minibatch.NonFiniteLossError as err:
+    except loop.NonFiniteLossError as err:
         return err
     return None
 
@@ -244,7 +246,7 @@ def _learning_time_spearman(run: Run) -> Optional[float]:
 
 
 def _statistics(plan: Plan, spec: DifficultySpec) -> tuple[list, list]:
-    """:func:`lazy_hasty.sweep.run_statistics` and divergence per value and seed."""
+    """:func:`lazy_hasty.analysis.sweep.run_statistics` and divergence per value and seed."""
     stats, diverged = [], []
     for value in plan.values:
         row, bad = [], []
@@ -279,7 +281,7 @@ def aggregate(plan: Plan) -> list[str]:
             for runs in plan.references.values()]}
     paths = [os.path.join(plan.workdir, n) for n in ("sweep_summary.json", "fig5.png")]
     records.write_json(paths[0], summary)
-    from lazy_hasty import plots          # matplotlib only when drawing (not on bad input)
+    from lazy_hasty.analysis import plots  # matplotlib only when drawing (not on bad input)
     plots.plot_sweep(paths[1], summary, spec)
     return paths + _learning_time_figure(plan, spec)
 
@@ -299,6 +301,6 @@ def _learning_time_figure(plan: Plan, spec: DifficultySpec) -> list[str]:
             times.update({k: npz[k] for k in npz.files})
     times["regimes"] = np.array([r.regime for r in runs])
     path = os.path.join(plan.workdir, "learning_times.png")
-    from lazy_hasty import plots
+    from lazy_hasty.analysis import plots
     plots.plot_learning_times(path, times, spec, compare)
     return [path]

@@ -14,7 +14,8 @@ import ml_collections
 
 from configs import difficulty_base
 from experiments import common
-from lazy_hasty import datasets, monitor, regimes, sharding
+from lazy_hasty import datasets, regimes
+from lazy_hasty.engine import monitor, sharding
 
 POSITIVE_KEYS = ("batch_size", "learning_rate", "probe_every", "eval_batch_size",
                  "checkpoints_to_keep")

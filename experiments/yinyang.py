@@ -19,7 +19,8 @@ import ml_collections
 
 from configs import yinyang as yinyang_config
 from experiments import common
-from lazy_hasty import records, regimes, yinyang
+from lazy_hasty import regimes
+from lazy_hasty.engine import records, yinyang
 
 QUANTILES = (0.1, 0.5, 0.9)
 
@@ -102,7 +103,7 @@ def _write(paths: dict, config, result: yinyang.YinYangResult, deltas: dict,
         train_labels=result.train_labels[0],
         **{f"loss_{name}": result.loss_curves[name] for name in result.regimes},
         **{f"crossings_{name}": result.crossings[name] for name in result.regimes})
-    from lazy_hasty import plots          # matplotlib only when drawing (not on a config error)
+    from lazy_hasty.analysis import plots  # matplotlib only when drawing (not on a config error)
     plots.plot_fig1(
         paths["fig1.png"], train_points=result.train_points[0],
         train_labels=result.train_labels[0], steps=np.arange(config.num_steps),

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 STATISTICS = ("hastiness", "hard_advantage")
-"""Summary statistics a spec may ask for (:func:`lazy_hasty.progress.summarize`)."""
+"""Summary statistics a spec may ask for (:func:`lazy_hasty.analysis.progress.summarize`)."""
 
 RUN_PROGRESS_KEYS = ("train_loss", "train_loss_ema", "batch_loss")
 """Progress keys every record carries, whatever its groups."""

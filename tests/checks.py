@@ -11,7 +11,8 @@ import pytest
 
 from experiments import difficulty
 from lazy_hasty import difficulty as spec_lib
-from lazy_hasty import inference, learning_times, progress, records
+from lazy_hasty.engine import records
+from lazy_hasty.analysis import inference, learning_times, progress
 
 FILES = ("config.json", "metrics.jsonl", "per_example.npz", "summary.json", "fig2.png")
 PROBE_KEYS = ("sign_similarity", "ntk_alignment", "representation_alignment")

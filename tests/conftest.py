@@ -57,14 +57,16 @@ import pytest  # noqa: E402
 # loop emitters). The parallel workers (scripts/test.sh: --dist loadfile
 # --no-loadscope-reorder) take files in collection order, so the long ones start
 # early and the short ones fill the gaps.
-SLOWEST_FIRST = ("test_spurious.py", "test_ntk.py", "test_reliability.py",
-                 "test_accelerator_check.py", "test_sweep.py", "test_yinyang.py",
-                 "test_preemption.py", "test_minibatch.py", "test_difficulty.py")
+SLOWEST_FIRST = ("experiments/test_difficulty_spurious.py", "test_ntk.py", "test_main.py",
+                 "benchmarks/test_accelerator_check.py", "experiments/test_sweep.py",
+                 "experiments/test_yinyang.py", "engine/test_preemption.py",
+                 "engine/test_loop.py", "experiments/test_difficulty.py")
 
 
 def pytest_collection_modifyitems(items):
+    here = os.path.dirname(os.path.abspath(__file__))
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable in a file
+    items.sort(key=lambda item: rank.get(os.path.relpath(item.path, here), len(rank)))
 
 
 def pytest_unconfigure(config):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from lazy_hasty import function_space, models, ntk, train
+from lazy_hasty import function_space, models, ntk
+from lazy_hasty.engine import train
 from lazy_hasty.regimes import Regime
 
 N, LR, STEPS = 6, 0.7, 12

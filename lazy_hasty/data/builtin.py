@@ -18,7 +18,8 @@ import os
 import jax
 import numpy as np
 
-from lazy_hasty import consistency, difficulty as spec_lib
+from lazy_hasty import difficulty as spec_lib
+from lazy_hasty.analysis import consistency
 from lazy_hasty.data import cscores as cscores_lib, groups as groups_lib, noise, splits
 from lazy_hasty.data.spurious import SpuriousData
 from lazy_hasty.datasets import DescribedDataset, register

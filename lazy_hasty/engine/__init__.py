@@ -1,0 +1,1 @@
+"""The training engine: the step, the one training loop, records, checkpoints, sharding."""

@@ -1,0 +1,186 @@
+"""The alpha sweep (experiments/sweep.py): batched runs equal runs one by one, the
+statistics against the linearized reference, divergence, bad input."""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import sweep_runs
+from lazy_hasty import difficulty
+from lazy_hasty.engine import records
+from lazy_hasty.analysis import sweep
+
+from tests import ROOT
+SCRIPT = os.path.join(ROOT, "experiments", "sweep.py")
+CONFIG = os.path.join(ROOT, "configs", "digits_noise_tiny.py")
+# Two alphas and one that diverges at once (lr / alpha^2 = 5e4). The runs draw no
+# figures of their own (the sweep still draws its own).
+SMALL = ["--config.probe_every=3", "--config.figures=False"]
+VALUES = "0.001,1,100"
+
+
+def _plan(workdir):
+    return sweep_runs.make_plan(CONFIG, str(workdir), "alpha", VALUES, "alpha=1", [0, 1],
+                                reference_epochs=2, max_epochs=4, overrides=SMALL)
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """The same sweep, vmapped over seeds and one run at a time."""
+    out = {}
+    for batch in (True, False):
+        work = tmp_path_factory.mktemp("batched" if batch else "one_by_one")
+        plan = _plan(work)
+        sweep_runs.run_all(plan, batch=batch)
+        sweep_runs.aggregate(plan)
+        out[batch] = plan
+    return out
+
+
+def _records(run):
+    return records.read_jsonl(os.path.join(run.workdir, "metrics.jsonl"))
+
+
+def _assert_same_records(a, b, tol):
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for ra, rb in zip(a, b):
+        assert ra.keys() == rb.keys()
+        for k, v in ra.items():
+            if isinstance(v, float):
+                assert abs(v - rb[k]) <= tol * max(1.0, abs(v)), (k, ra["step"])
+            else:
+                assert v == rb[k], k
+
+
+def test_batched_sweep_equals_runs_one_by_one(swept):
+    batched, single = swept[True], swept[False]
+    for value in (1.0, 100.0):
+        for a, b in zip(batched.swept[value], single.swept[value]):
+            _assert_same_records(_records(a), _records(b), 1e-6)
+    for a, b in zip(batched.references[None], single.references[None]):
+        _assert_same_records(_records(a), _records(b), 1e-6)
+        for run in (a, b):                                 # --config.figures=False
+            files = os.listdir(run.workdir)
+            assert "learning_times.npz" in files and not [f for f in files if ".png" in f]
+    for name in ("sweep_summary.json",):
+        sa = json.load(open(os.path.join(batched.workdir, name)))
+        sb = json.load(open(os.path.join(single.workdir, name)))
+        np.testing.assert_allclose(sa["hastiness"]["by_value"][1]["values"],
+                                   sb["hastiness"]["by_value"][1]["values"], atol=1e-6)
+
+
+def test_printed_command_reproduces_a_batched_run(swept, tmp_path):
+    plan = swept[True]
+    run = plan.swept[1.0][1]
+    argv = plan.command(run)
+    assert f"--config.stop_at_progress={plan.target(run)!r}" in argv
+    workdir = tmp_path / "alone"
+    argv = [a if not a.startswith("--workdir=") else f"--workdir={workdir}" for a in argv]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    alone = records.read_jsonl(str(workdir / "metrics.jsonl"))
+    _assert_same_records(_records(run), alone, 1e-6)
+
+
+def test_swept_runs_stop_at_their_reference_progress(swept):
+    plan = swept[True]
+    spec = difficulty.label_noise()
+    for run in plan.swept[1.0] + plan.swept[100.0]:
+        rows = _records(run)
+        target = plan.target(run)
+        reached = [r[spec.progress_key] >= target for r in rows]
+        # Trained until the first record at the target, or to the cap.
+        assert reached[-1] or rows[-1]["epoch"] >= run.epochs - 1
+        assert not any(reached[:-1])
+
+
+def test_divergence_is_recorded_and_the_sweep_goes_on(swept):
+    plan = swept[True]
+    summary = json.load(open(os.path.join(plan.workdir, "sweep_summary.json")))
+    tiny = summary["hastiness"]["by_value"][0]
+    assert tiny["value"] == 0.001 and tiny["diverged_seeds"] == 2 and tiny["num_seeds"] == 0
+    for run in plan.swept[0.001]:
+        assert "alpha = 0.001" in records.diverged(run.workdir)
+        assert not records.is_completed(run.workdir)
+    assert summary["hastiness"]["by_value"][2]["num_seeds"] == 2
+
+
+def test_summary_statistics_are_those_of_each_seed_against_its_reference(swept):
+    plan = swept[True]
+    summary = json.load(open(os.path.join(plan.workdir, "sweep_summary.json")))
+    spec = difficulty.label_noise()
+    for i, value in enumerate(plan.values):
+        for j, run in enumerate(plan.swept[value]):
+            got = summary["hastiness"]["by_value"][i]["values"][j]
+            if value == 0.001:
+                assert got is None
+                continue
+            ref = plan.reference_of(run)
+            want = sweep.run_statistics(sweep.read_run(run.workdir), sweep.read_run(ref.workdir),
+                                        spec, run.seed)
+            assert got == want["hastiness"]
+            assert summary["sign_similarity"]["by_value"][i]["values"][j] == \
+                _last_probe(_records(run))
+    values = summary["hastiness"]["by_value"][1]["values"]
+    assert summary["hastiness"]["by_value"][1]["mean"] == pytest.approx(np.mean(values))
+    assert os.path.getsize(os.path.join(plan.workdir, "fig5.png")) > 1000
+
+
+def _last_probe(rows):
+    return [r["sign_similarity"] for r in rows if "sign_similarity" in r][-1]
+
+
+def test_run_statistics_of_a_run_against_itself_are_zero(swept):
+    run = sweep.read_run(swept[True].swept[1.0][0].workdir)
+    twin = run._replace(regime="linearized", records=[dict(r, regime="linearized")
+                                                      for r in run.records])
+    stats = sweep.run_statistics(run, twin, difficulty.label_noise(), 0)
+    assert stats["hastiness"] == 0 and stats["hard_advantage"] == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--values=0.5,-1", "--seeds=2"], "alpha values must be > 0"),
+    (["--values=", "--seeds=2"], "--values is empty"),
+    (["--seeds=1"], "at least 2 seeds"),
+    (["--axis=no_such_key", "--seeds=2"], "not a numeric key"),
+])
+def test_bad_input_is_one_line(tmp_path, args, message):
+    work = tmp_path / "w"
+    proc = subprocess.run([sys.executable, SCRIPT, f"--config={CONFIG}", f"--workdir={work}",
+                           *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert not work.exists()
+
+
+def test_print_commands_lists_references_first(tmp_path):
+    work = tmp_path / "w"
+    proc = subprocess.run([sys.executable, SCRIPT, f"--config={CONFIG}", f"--workdir={work}",
+                           "--seeds=2", "--values=1,100", "--print_commands", *SMALL],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = [shlex.split(line) for line in proc.stdout.strip().splitlines()]
+    assert [a for line in lines for a in line if a.startswith("--workdir")] == [
+        f"--workdir={work / 'linearized' / f'seed_{k}'}" for k in (0, 1)]
+    assert all("--config.regimes=('linearized',)" in line for line in lines)
+    assert "once these references are done" in proc.stderr
+    assert not work.exists()
+
+
+def test_another_axis_gives_each_value_its_reference(tmp_path):
+    work = tmp_path / "w"
+    proc = subprocess.run([sys.executable, SCRIPT, f"--config={CONFIG}", f"--workdir={work}",
+                           "--seeds=2", "--values=16,64", "--axis=model_kwargs.features",
+                           "--print_commands"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = [shlex.split(line) for line in proc.stdout.strip().splitlines()]
+    got = {(a, b) for line in lines for a in line if a.startswith("--workdir")
+           for b in line if b.startswith("--config.model_kwargs.features=")}
+    assert got == {(f"--workdir={work / f'model_kwargs.features={v}' / 'linearized' / f'seed_{k}'}",
+                    f"--config.model_kwargs.features=({v},)") for v in (16, 64) for k in (0, 1)}

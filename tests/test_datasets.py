@@ -1,0 +1,181 @@
+"""The open experiment layer: a user's dataset and difficulty spec through main.py and
+seeds.py (the README's example, as it stands), the README's library snippet, one-line
+errors for a bad ``module:function``, and the difficulty spec's meaning."""
+
+import contextlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lazy_hasty import datasets, difficulty
+from lazy_hasty.analysis import progress
+
+from tests import ROOT
+TINY = os.path.join(ROOT, "configs", "digits_noise_tiny.py")
+
+
+def _readme_block(marker):
+    """The README's fenced python block that contains ``marker``."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
+    (block,) = [b for b in blocks if marker in b]
+    return block
+
+
+def _script(folder, *args):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    return subprocess.run([sys.executable, *args], cwd=folder, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def user_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("user")
+    (folder / "my_difficulty.py").write_text(_readme_block("def typicality"))
+    return folder
+
+
+def test_readme_dataset_runs_through_seeds_and_main(user_folder):
+    assert len(_readme_block("def typicality").strip().splitlines()) <= 40
+    out = _script(user_folder, os.path.join(ROOT, "experiments", "seeds.py"),
+                  f"--config={TINY}", "--config.dataset=my_difficulty:typicality",
+                  "--config.num_epochs=(2,2)", "--seeds=1", "--workdir=runs")
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = user_folder / "runs"
+    for k in (0,):
+        files = {p.name for p in (runs / f"seed_{k}").iterdir()}
+        assert {"metrics.jsonl", "summary.json", "fig2.png", "COMPLETED"} <= files
+        summary = json.loads((runs / f"seed_{k}" / "summary.json").read_text())
+        assert summary["spec"]["name"] == "typicality"
+        assert (summary["easy_group"], summary["hard_group"]) == ("train/typical",
+                                                                 "train/atypical")
+        assert np.isfinite(summary["hastiness"]) and np.isfinite(summary["hard_advantage"])
+        first = json.loads((runs / f"seed_{k}" / "metrics.jsonl").read_text().splitlines()[0])
+        assert {"train/typical/accuracy", "train/atypical/accuracy", "test/all/accuracy"} <= set(
+            first)
+    aggregate = json.loads((runs / "seeds_summary.json").read_text())
+    assert aggregate["spec"]["name"] == "typicality"
+    assert aggregate["hastiness"]["num_seeds"] == 1
+    assert (runs / "fig4.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_readme_library_snippet_runs_as_it_stands():
+    code = _readme_block("class Net(nn.Module)")
+    assert len([line for line in code.splitlines() if line.strip()]) <= 20
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, "README snippet", "exec"), {})
+    rows = {line.split(":")[0]: [float(v) for v in re.findall(r"\d+\.\d+", line)]
+            for line in printed.getvalue().splitlines()}
+    assert set(rows) == {"alpha=1", "alpha=100", "linearized"}
+    assert rows["linearized"][1:] == [1.0, 1.0]             # the linear model never moves
+    assert rows["alpha=1"][1] < rows["alpha=100"][1]        # feature learning moves the NTK
+    assert rows["alpha=100"][0] == pytest.approx(rows["linearized"][0], abs=2e-3)
+
+
+BAD_DATASETS = {
+    "no_module_here:fn": "no module named 'no_module_here'",
+    "my_difficulty:nothing": "module 'my_difficulty' has no function 'nothing'",
+    "my_difficulty:not_a_dataset": "returned a dict; a dataset function must return",
+}
+
+
+def test_bad_module_function_is_one_line_exit_1_and_no_files(user_folder):
+    (user_folder / "my_difficulty.py").write_text(
+        _readme_block("def typicality") + "\n\ndef not_a_dataset(seed):\n    return {}\n")
+    procs = {name: subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "main.py"), f"--config={TINY}",
+         f"--config.dataset={name}", f"--workdir=bad_{i}"], cwd=user_folder,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i, name in enumerate(BAD_DATASETS)}
+    for i, (name, proc) in enumerate(procs.items()):
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 1, stderr
+        assert len(stderr.strip().splitlines()) == 1 and BAD_DATASETS[name] in stderr, stderr
+        assert not (user_folder / f"bad_{i}").exists()
+
+
+@pytest.mark.parametrize("extra, match", [
+    ({"colour": 1}, r"takes no argument\(s\) \['colour'\]"),
+    ({}, "needs argument 'scale'"),
+])
+def test_dataset_arguments_are_checked(extra, match, monkeypatch):
+    def needs_scale(seed, scale):
+        raise AssertionError("not called")
+    monkeypatch.setitem(datasets._REGISTRY, "needs_scale", needs_scale)
+    with pytest.raises(ValueError, match=match):
+        datasets.load("needs_scale", {"seed": 0}, extra)
+
+
+def test_spec_errors_name_the_fix():
+    with pytest.raises(ValueError, match="easy and hard are both"):
+        difficulty.DifficultySpec("x", easy="train/a", hard="train/a")
+    with pytest.raises(ValueError, match="must be a non-empty subset"):
+        difficulty.DifficultySpec("x", easy="train/a", hard="train/b", statistics=("auc",))
+    spec = difficulty.DifficultySpec("x", easy="train/a", hard="train/b",
+                                     progress_key="train/c/accuracy")
+    with pytest.raises(ValueError, match=r"names groups \['train/b'\]"):
+        spec.check_groups(["train/a"])
+    with pytest.raises(ValueError, match="progress_key 'train/c/accuracy' is not a record key"):
+        spec.check_groups(["train/a", "train/b"])
+    assert difficulty.DifficultySpec.from_dict(
+        json.loads(json.dumps(difficulty.spurious("same", "opposite").to_dict()))
+    ) == difficulty.spurious("same", "opposite")
+
+
+def _two_group_history():
+    """Records of two regimes over 4 examples (2 easy, then 2 hard) at 5 records."""
+    records = [{"regime": r, "train_loss": loss} for r in ("nl", "lin")
+               for loss in (1.0, 0.8, 0.6, 0.4, 0.2)]
+    correct = {"nl": np.array([[0, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1],
+                               [1, 1, 1, 1]]),
+               "lin": np.array([[0, 0, 0, 0], [1, 0, 1, 0], [1, 1, 1, 0], [1, 1, 1, 1],
+                                [1, 1, 1, 1]])}
+    slices = {"train/easy": slice(0, 2), "train/hard": slice(2, 4)}
+    return records, correct, slices
+
+
+def test_swapping_easy_and_hard_negates_hastiness():
+    records, correct, slices = _two_group_history()
+    spec = difficulty.DifficultySpec("toy", easy="train/easy", hard="train/hard")
+    swapped = difficulty.DifficultySpec("toy", easy="train/hard", hard="train/easy")
+    right = progress.compare_regimes(records, correct, slices, spec, "nl", "lin", seed=0)
+    wrong = progress.compare_regimes(records, correct, slices, swapped, "nl", "lin", seed=0)
+    # Closed form: at losses 0.8 -> 0.6 the gap (easy - hard) is 1 for nl and 0 for lin;
+    # over the common grid from 1.0 to 0.2 its mean is that piecewise-linear bump's area.
+    assert right["hastiness"] > 0.2
+    assert wrong["hastiness"] == pytest.approx(-right["hastiness"], abs=1e-12)
+
+
+def test_no_common_progress_is_one_clear_error():
+    records, correct, slices = _two_group_history()
+    records = [dict(r, train_loss=r["train_loss"] + (5.0 if r["regime"] == "lin" else 0))
+               for r in records]
+    spec = difficulty.DifficultySpec("toy", easy="train/easy", hard="train/hard")
+    with pytest.raises(progress.NoCommonProgressError,
+                       match="regimes nl and lin share no range of 'train_loss'"):
+        progress.summarize(records, correct, slices, spec, ("nl", "lin"), ["nl", "lin"], 0)
+
+
+def test_builtin_specs_put_the_easy_group_first(tmp_path):
+    """On the data the specs describe, the easy group is the better-learnt one."""
+    noise = datasets.load("digits", {"seed": 0, "group_size": 0, "distractors": 0})
+    assert noise.spec == difficulty.label_noise()
+    # A nearest-class-mean classifier fit on the noisy training labels: clean examples
+    # agree with their label far more often than noisy ones.
+    train = noise.groups["train"]
+    x, y = noise.train.x.reshape(len(noise.train.y), -1), noise.train.y
+    centres = np.stack([x[y == c].mean(0) for c in range(10)])
+    acc = lambda g: np.mean(np.argmin(((g.x.reshape(len(g.y), -1)[:, None] - centres) ** 2)
+                                      .sum(-1), 1) == g.y)
+    easy, hard = (noise.spec.easy.split("/")[1], noise.spec.hard.split("/")[1])
+    assert acc(train[easy]) > acc(train[hard]) + 0.5
+    spurious = datasets.load("digits_spurious", {"seed": 0})
+    assert spurious.spec.easy == "balanced_test/majority"
+    assert set(spurious.groups["balanced_test"]) == {"majority", "minority"}
