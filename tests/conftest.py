@@ -32,8 +32,8 @@ def _xla_accepts(flag: str) -> bool:
 #   programs about 2x faster (compiling was about 40% of its CPU time). The code
 #   they give computes the same maths: the digits twins' and yin-yang's records are
 #   byte-identical either way; a ResNet's losses are too, and its linearity metrics
-#   differ in the last float32 bit (README, Development). The suite passes either
-#   way. Only where this jaxlib's XLA still has the flag.
+#   differ in the last float32 bit (benchmarks/README.md, Test suite). The suite
+#   passes either way. Only where this jaxlib's XLA still has the flag.
 # A flag already in XLA_FLAGS, with any value, is left as the caller set it.
 for flag, needs_probe in (("--xla_cpu_multi_thread_eigen=false", False),
                           ("--xla_cpu_use_fusion_emitters=false", True)):

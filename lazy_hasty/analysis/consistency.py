@@ -19,11 +19,11 @@ the ratio-``r`` models whose mask excludes ``i`` (:func:`aggregate`). The
 C-score is the mean of the profiles over the ratios.
 
 Speed. On 2 CPU cores vmapping models brings no gain: minibatch MLP training
-runs at ~50-90 models/s (1000 digits, 200 steps) whether models are vmapped or
-trained one at a time, and vmapped full-batch GD or CNNs are ~2x slower
-(batched matmuls / grouped convolutions are slower XLA:CPU kernels; see
-``benchmarks/cscores.py``). The vmapped path is for accelerators; results do not
-depend on ``batch_models``. The default budget (MLP 64-256-C, K = 32 per ratio,
+runs at the same rate whether models are vmapped or trained one at a time, and
+vmapped full-batch GD or CNNs are slower (batched matmuls / grouped
+convolutions are slower XLA:CPU kernels; ``benchmarks/cscores.py`` measures it,
+and benchmarks/README.md holds the figures). The vmapped path is for
+accelerators; results do not depend on ``batch_models``. The default budget (MLP 64-256-C, K = 32 per ratio,
 200 steps of batch 64, lr 0.05, momentum 0.9) scores the ~1000-example digits
 training set in ~4-8 s on CPU (compilation included).
 

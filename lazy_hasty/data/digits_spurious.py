@@ -10,7 +10,7 @@ The cue is faint on purpose (``strength`` 0.1 of full colour): a small input
 direction weighs little in the tangent kernel at initialisation, so the
 linear regime leans on the shape, while feature learning amplifies the cue
 because it is simple and 90% predictive. With a strong cue (0.5) every regime
-learns the colour first and the comparison reverses (README, Section 5).
+learns the colour first and the comparison reverses (docs/results.md).
 """
 
 from __future__ import annotations
