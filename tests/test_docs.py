@@ -28,7 +28,7 @@ import pytest
 from configs import difficulty_base
 from lazy_hasty import datasets
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import ROOT
 TINY = os.path.join(ROOT, "configs", "digits_noise_tiny.py")
 PAGES = ["README.md"] + sorted(os.path.relpath(p, ROOT)
                                for p in glob.glob(os.path.join(ROOT, "docs", "*.md")))
