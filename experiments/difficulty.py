@@ -86,7 +86,8 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> Prepared:
 
 
 def train_all(prep: Prepared) -> None:
-    """Trains every regime not finished at the restored checkpoint, reporting to its log."""
+    """Trains every regime not finished at the restored checkpoint, reporting to its log
+    (which checkpoints the end of each regime, the last being the end of the run)."""
     for i, (regime, opts) in enumerate(zip(prep.parsed, prep.options)):
         if i < prep.log.regime_index:
             continue                              # finished before the checkpoint
@@ -94,12 +95,11 @@ def train_all(prep: Prepared) -> None:
                      prep.config.num_epochs[i])
         try:
             loop.train_regime(prep.setup.apply_fn, regime, prep.setup.params0,
-                                   prep.data.train, opts, prep.setup.evaluator,
-                                   prep.log.begin(i), prep.setup.probe)
-        except (loop.NonFiniteLossError, preemption.Preempted) as err:
+                              prep.data.train, opts, prep.setup.evaluator,
+                              prep.log.begin(i), prep.setup.probe)
+        except preemption.Preempted as err:
             err.last_checkpoint = prep.log.describe_last()
             raise
-        prep.log.save(i + 1, None)                # regime done (the last: run done)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:

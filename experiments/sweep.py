@@ -24,9 +24,11 @@ linearized reference: ``DIR/model_kwargs.features=64/{alpha=1,linearized}/seed_<
 Batching: the seeds of one value train in lockstep as one vmapped program
 (:func:`lazy_hasty.engine.loop.train_members`: the same records as one at a time,
 ``--nobatch``). A run that diverges gets ``DIVERGED`` in its workdir and the
-sweep goes on. A run holding ``COMPLETED`` or ``DIVERGED`` is skipped, so the
-same command resumes a preempted sweep (the run is the unit: a sweep takes no
-mid-run checkpoints; SIGTERM/SIGINT stop it at a step with exit code 75).
+sweep goes on. Every run checkpoints as a ``main.py`` run does
+(``checkpoint_every_steps``); SIGTERM/SIGINT stop the sweep at a step with a
+checkpoint of every run in training and exit code 75. The same command then
+resumes: runs holding ``COMPLETED`` or ``DIVERGED`` are skipped and the others
+continue from their checkpoints, to the records of an uninterrupted sweep.
 ``--print_commands`` prints one command per pending run,
 references first: a value's targets are known once its references are done,
 so run what it prints, then ask again.
@@ -112,7 +114,7 @@ def main(argv):
             sweep_runs.run_all(plan, batch=FLAGS.batch)
         paths = sweep_runs.aggregate(plan)
     except preemption.Preempted as e:
-        print(f"sweep.py: {e} (the interrupted runs start over)", file=sys.stderr)
+        print(f"sweep.py: {e}", file=sys.stderr)
         sys.exit(preemption.EXIT_CODE)
     except (ValueError, FileNotFoundError, ImportError) as e:
         sys.exit(f"sweep.py: error: {e}")

@@ -9,6 +9,7 @@ driver pieces as ``main.py`` (:mod:`experiments.difficulty`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -24,7 +25,7 @@ from ml_collections import config_flags
 
 from experiments import difficulty
 from lazy_hasty import regimes
-from lazy_hasty.engine import loop, records
+from lazy_hasty.engine import checkpoint, loop, records
 from lazy_hasty.analysis import inference, sweep
 from lazy_hasty.difficulty import DifficultySpec
 
@@ -181,43 +182,85 @@ def _same_model_state(preps: list) -> bool:
                for leaves in (jax.tree.leaves(p.setup.state) for p in preps[1:]))
 
 
-def _train_batch(preps: list) -> list[Optional[loop.NonFiniteLossError]]:
-    """Trains the runs' one regime in lockstep (seeds vmapped); errors per run."""
-    members = [loop.Member(p.setup.params0, p.data.train, p.setup.evaluator,
-                                p.log.begin(0), p.setup.probe, p.options[0]) for p in preps]
-    return loop.train_members(preps[0].setup.apply_fn, preps[0].parsed[0], members)
+def _train_batch(preps: list) -> None:
+    """Trains the runs' one regime in lockstep (seeds vmapped), each reporting to its log."""
+    members = [loop.Member(p.setup.params0, p.data.train, p.setup.evaluator, p.log.begin(0),
+                           p.setup.probe, p.options[0]) for p in preps]
+    loop.train_members(preps[0].setup.apply_fn, preps[0].parsed[0], members)
 
 
-def _train_one(prep) -> Optional[loop.NonFiniteLossError]:
+def _train_one(prep) -> None:
     try:
         difficulty.train_all(prep)
-    except loop.NonFiniteLossError as err:
-        return err
-    return None
+    except loop.NonFiniteLossError:
+        pass                                      # its log holds the error
+
+
+def _resume_step(prep) -> int:
+    """The step an unfinished run resumes from (0: from scratch)."""
+    return 0 if prep.log.meta is None else prep.log.meta["step"]
+
+
+def _prepare_group(plan: Plan, runs: list[Run]) -> list:
+    """Prepares ``runs`` (restoring their checkpoints) so that the unfinished ones resume
+    at one step: the newest checkpoint step they all hold (a kill while their
+    checkpoints were being saved can leave some a checkpoint ahead), 0 if none."""
+    preps = [_prepare(plan, run) for run in runs]
+    unfinished = [i for i, p in enumerate(preps) if p.log.regime_index == 0]
+    if len({_resume_step(preps[i]) for i in unfinished}) <= 1:
+        return preps
+    held = [set(checkpoint.steps(os.path.join(runs[i].workdir, "checkpoints")))
+            for i in unfinished]
+    common = max(set.intersection(*held) | {0})
+    for i in unfinished:
+        if _resume_step(preps[i]) != common:
+            _close(preps[i])
+            checkpoint.discard_after(os.path.join(runs[i].workdir, "checkpoints"), common)
+            preps[i] = _prepare(plan, runs[i])
+    return preps
+
+
+def _prepare(plan: Plan, run: Run):
+    target = None if run.regime == REFERENCE else plan.target(run)
+    config = load_config(plan.config_path, plan.overrides_of(run, target))
+    return difficulty.prepare(config, run.workdir)
+
+
+def _close(prep) -> None:
+    if prep.checkpointer is not None:
+        prep.checkpointer.close()
+
+
+def _finish(run: Run, prep) -> None:
+    """Writes a trained run's outputs and marks it ``COMPLETED``, or ``DIVERGED``."""
+    if prep.log.error is not None:
+        logging.warning("sweep: %s diverged: %s", run.workdir, prep.log.error)
+        records.mark_diverged(run.workdir, str(prep.log.error))
+    elif prep.log.finished:
+        difficulty.write_outputs(prep)
+        records.mark_completed(run.workdir)
 
 
 def train_runs(plan: Plan, runs: list[Run], batch: bool) -> None:
     """Trains ``runs`` (one regime, one value; swept runs' references done), writes
-    each run's outputs and marks it ``COMPLETED`` or ``DIVERGED``."""
-    preps = []
-    for run in runs:
-        target = None if run.regime == REFERENCE else plan.target(run)
-        config = load_config(plan.config_path, plan.overrides_of(run, target)
-                             + ["--config.checkpoint_every_steps=0"])
-        preps.append(difficulty.prepare(config, run.workdir))
+    each run's outputs and marks it ``COMPLETED`` or ``DIVERGED``. Every run
+    checkpoints; a preempted group resumes from its checkpoints."""
+    preps = _prepare_group(plan, runs)
+    todo = [p for p in preps if p.log.regime_index == 0]
     logging.info("sweep: training %s for seeds %s%s", runs[0].workdir, [r.seed for r in runs],
-                 " (vmapped)" if batch and len(preps) > 1 else "")
-    if batch and len(preps) > 1 and _same_model_state(preps):
-        errors = _train_batch(preps)
-    else:
-        errors = [_train_one(p) for p in preps]
-    for run, prep, err in zip(runs, preps, errors):
-        if err is not None:
-            logging.warning("sweep: %s diverged: %s", run.workdir, err)
-            records.mark_diverged(run.workdir, str(err))
-            continue
-        difficulty.write_outputs(prep)
-        records.mark_completed(run.workdir)
+                 " (vmapped)" if batch and len(todo) > 1 else "")
+    try:
+        with contextlib.ExitStack() as closing:
+            for prep in preps:
+                closing.callback(_close, prep)
+            if batch and len(todo) > 1 and _same_model_state(todo):
+                _train_batch(todo)
+            else:
+                for prep in todo:
+                    _train_one(prep)
+    finally:
+        for run, prep in zip(runs, preps):
+            _finish(run, prep)
 
 
 def run_all(plan: Plan, batch: bool) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging as pylogging
 import os
+import shutil
 from typing import Any, Mapping, Optional
 
 import jax
@@ -46,14 +47,27 @@ def _is_step_dir(name: str) -> bool:
     return name.isdigit()
 
 
-def latest_step(directory: str) -> Optional[int]:
-    """The newest finished checkpoint step under ``directory`` (None if none); creates nothing."""
+def steps(directory: str) -> list[int]:
+    """The finished checkpoint steps under ``directory``, oldest first; creates nothing."""
     if not os.path.isdir(directory):
-        return None
-    steps = [int(n) for n in os.listdir(directory) if _is_step_dir(n)
-             and os.path.isdir(os.path.join(directory, n))
-             and os.path.exists(os.path.join(directory, n, META))]
-    return max(steps) if steps else None
+        return []
+    return sorted(int(n) for n in os.listdir(directory) if _is_step_dir(n)
+                  and os.path.isdir(os.path.join(directory, n))
+                  and os.path.exists(os.path.join(directory, n, META)))
+
+
+def latest_step(directory: str) -> Optional[int]:
+    """The newest finished checkpoint step under ``directory`` (None if none)."""
+    found = steps(directory)
+    return found[-1] if found else None
+
+
+def discard_after(directory: str, step: int) -> None:
+    """Deletes the checkpoints of ``directory`` newer than ``step``, so a run resumed from
+    ``step`` (0: from scratch) saves its later checkpoints afresh."""
+    for name in os.listdir(directory) if os.path.isdir(directory) else ():
+        if _is_step_dir(name) and int(name) > step:
+            shutil.rmtree(os.path.join(directory, name))
 
 
 def abstract(tree: Any) -> Any:

@@ -1,12 +1,17 @@
-"""Minibatch training of one regime with progress-dense records (image experiments).
+"""The training loop: one run of a regime, or a set of runs trained in lockstep.
 
-Every regime of a run starts from the same ``params0`` and sees the same
-minibatch order (a fresh seeded shuffle each epoch, shared by all regimes).
-Batches are sharded over the ``"data"`` mesh axis, state is replicated.
-At each record (``schedule.RecordSchedule``) the regime is evaluated on every
-example group, and every ``probe_every``-th record also on the linearity probe.
-A run can be checkpointed and resumed mid-regime (:class:`RegimeProgress`; the
-driver stores it), and stops with :class:`NonFiniteLossError` on divergence.
+A *member* is one run: its own ``params0``, training set, evaluator, probe,
+options and hooks (where its records and checkpoints go). :func:`train_regime`
+trains one member with the plain jitted step, its batches sharded over the
+``"data"`` mesh axis; :func:`train_members` trains several (e.g. the seeds of
+one alpha of a sweep) as one vmapped program on one device. Both go through
+the same loop (:func:`_run`): the minibatch order (a fresh seeded shuffle
+each epoch), the one-step lag between dispatching a step and reading its loss,
+the records (``schedule.RecordSchedule``: every group at each record, the
+linearity probe every ``probe_every``-th), the checkpoints, the divergence
+guard and graceful preemption. Minibatches are gathered on the device when
+the training sets fit in ``options.device_data_bytes``, else on the host one
+step ahead.
 """
 
 from __future__ import annotations
@@ -15,21 +20,21 @@ import concurrent.futures
 import functools
 import math
 import time
+from collections.abc import Sequence
 from typing import Callable, NamedTuple, Optional, Protocol
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-from jax.sharding import NamedSharding
+from jax.sharding import Mesh, NamedSharding
 from absl import logging
 
 from lazy_hasty import regimes as regimes_lib, rng
+from lazy_hasty.data.splits import Split
 from lazy_hasty.engine import preemption, sharding, train
 from lazy_hasty.engine.evaluation import GroupEvaluator, LinearityProbe
-from lazy_hasty.data.splits import Split
-from lazy_hasty.regimes import Regime
 from lazy_hasty.engine.schedule import RecordSchedule
+from lazy_hasty.regimes import Regime
 from lazy_hasty.types import ApplyFn, Params
 
 
@@ -56,8 +61,8 @@ class NonFiniteLossError(FloatingPointError):
     ``regime`` (its name), ``alpha`` (None for the linearized and plain
     regimes), ``step`` (the first step whose state is bad: the loss measured
     there, or the parameters reached there) and ``what`` (``"training loss"``
-    or ``"parameters"``) say where; a driver that checkpoints sets ``last_checkpoint`` (a
-    description of the last good checkpoint) before re-raising.
+    or ``"parameters"``) say where; hooks that checkpoint set ``last_checkpoint``
+    (a description of the last good checkpoint) in :meth:`Hooks.end`.
     """
 
     def __init__(self, regime: Regime, step: int, what: str, value: Optional[float] = None):
@@ -87,11 +92,6 @@ class RegimeProgress(NamedTuple):
     state: train.TrainState         # trainable params and optimiser state before ``step``
     schedule: dict                  # ``RecordSchedule.state_dict()``
     num_records: int                # records written so far (the probe runs every k-th)
-
-
-def _all_finite(tree) -> jax.Array:
-    leaves = jax.tree_util.tree_leaves(tree)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in leaves]))
 
 
 class StopRule(NamedTuple):
@@ -130,7 +130,7 @@ class TrainOptions(NamedTuple):
 
 
 class Hooks(Protocol):
-    """What the training loop tells the outside world (the driver's run log)."""
+    """What the training loop tells the outside world about one run (its run log)."""
 
     def record(self, record: dict, correct: np.ndarray) -> None:
         """A record (the metrics JSONL schema) and the per-example correctness."""
@@ -140,6 +140,9 @@ class Hooks(Protocol):
 
     def checkpoint(self, progress: "RegimeProgress") -> None:
         """Save ``progress`` (every ``checkpoint_every`` steps, state checked finite)."""
+
+    def end(self, error: Optional[NonFiniteLossError]) -> None:
+        """The regime ended: trained out or stopped (``error`` None), or diverged."""
 
 
 class RecordList:
@@ -159,101 +162,126 @@ class RecordList:
     def checkpoint(self, progress: "RegimeProgress") -> None:
         pass
 
+    def end(self, error: Optional[NonFiniteLossError]) -> None:
+        pass
 
-class _Loop(NamedTuple):
-    """The pieces of one regime's loop that stay fixed while it runs."""
 
-    apply_fn: ApplyFn
-    regime: Regime
+class Member(NamedTuple):
+    """One run: its own start, data, measurements, hooks and options.
+
+    Members trained together may differ in their options only in ``seed``
+    (minibatch order) and ``stop``: the rest shapes the one compiled step.
+    """
+
     params0: Params
-    options: TrainOptions
+    train_set: Split
     evaluator: GroupEvaluator
     hooks: Hooks
     probe: Optional[LinearityProbe]
+    options: TrainOptions
+
+
+class _Loop(NamedTuple):
+    """The pieces of one member's loop that stay fixed while it runs."""
+
+    apply_fn: ApplyFn
+    regime: Regime
+    member: Member
     schedule: RecordSchedule
-    num_examples: int
 
 
-def _guarded_step(apply_fn: ApplyFn, optimizer: str, momentum: float) -> Callable:
-    """The un-jitted step ``(regime, learning_rate, state, params0, *batch)``, also
-    reporting whether the new parameters are finite. The regime and its rate are
-    arguments, so that one compile serves every alpha."""
-
-    def guarded_step(regime, learning_rate, state, params0, *batch):
-        opt = train.make_optimizer(optimizer, learning_rate, momentum)
-        new_state, measurements = train.make_train_step(apply_fn, regime, opt)(
-            state, params0, *batch)
-        return new_state, dict(measurements, params_finite=_all_finite(new_state.params))
-
-    return guarded_step
+def _shared_options(members: Sequence[Member]) -> TrainOptions:
+    """The options every member shares (one-line ValueError if they differ otherwise)."""
+    shared = {m.options._replace(seed=0, stop=None) for m in members}
+    sizes = {len(m.train_set.y) for m in members}
+    if len(shared) != 1 or len(sizes) != 1:
+        raise ValueError("runs trained in one program must share their training options "
+                         "(seed and stop aside) and training-set size")
+    options, n = shared.pop(), sizes.pop()
+    if options.batch_size > n:
+        raise ValueError(f"batch_size {options.batch_size} exceeds the {n} training examples")
+    return options
 
 
 @functools.lru_cache(maxsize=16)
-def _jitted_step(apply_fn: ApplyFn, optimizer: str, momentum: float,
-                 gather: Optional[NamedSharding]) -> Callable:
-    """The jitted step, once per network, optimiser and batch source; ``gather`` is
-    the sharding of minibatches gathered on device from the step's indices."""
-    step = _guarded_step(apply_fn, optimizer, momentum)
-    if gather is None:
-        return jax.jit(step)
-    take = lambda a, idx: a.at[idx].get(out_sharding=gather)
-    return jax.jit(lambda regime, lr, state, params0, idx, *data: step(
-        regime, lr, state, params0, *(take(a, idx) for a in data)))
-
-
-def _regime_step(jitted: Callable, regime: Regime, options: TrainOptions
-                 ) -> tuple[Callable, optax.GradientTransformation]:
-    """``jitted`` bound to ``regime`` and its learning rate, and the regime's optimiser
-    (it checks the rate and makes the step-0 state)."""
-    lr = regime.learning_rate(options.learning_rate)
-    opt = train.make_optimizer(options.optimizer, lr, options.momentum)
-    return functools.partial(jitted, regime, lr), opt
+def _compiled_step(apply_fn: ApplyFn, optimizer: str, momentum: float,
+                   gather: Optional[NamedSharding], on_device: bool, vmapped: bool) -> Callable:
+    """The jitted step ``(regime, lr, state, params0, *batch)``, once per network,
+    optimiser and batch source. ``on_device``: the batch is the step's indices
+    and the whole training arrays, gathered in the step (``gather``: the
+    sharding of the gathered minibatch). ``vmapped``: state, ``params0`` and
+    batch carry a leading axis of members."""
+    step = train.make_regime_step(apply_fn, optimizer, momentum)
+    if on_device:
+        take = ((lambda a, idx: a[idx]) if vmapped
+                else (lambda a, idx: a.at[idx].get(out_sharding=gather)))
+        inner = lambda regime, lr, state, params0, idx, *data: step(
+            regime, lr, state, params0, *(take(a, idx) for a in data))
+    else:
+        inner = step
+    if not vmapped:
+        return jax.jit(inner)
+    return jax.jit(lambda regime, lr, state, params0, *batch: jax.vmap(
+        functools.partial(inner, regime, lr))(state, params0, *batch))
 
 
 class _Batches:
-    """Where a regime's minibatches come from: the device or the host.
+    """Where the members' minibatches come from: the device or the host.
 
-    When the training set (and ``f0``) fits in ``options.device_data_bytes``,
-    it is put on every device once and each step gathers its minibatch there
-    from the step's indices (only the indices travel). Otherwise the host
-    gathers each minibatch, one step ahead in a background thread, so the
-    step never waits for it. The gathered values are the same either way.
+    When the training sets (and their ``f0``) fit in ``device_data_bytes``,
+    they are put on the device once and each step gathers its minibatches
+    there from the step's indices (only the indices travel). Otherwise the
+    host gathers them, one step ahead in a background thread, so the step
+    never waits. The gathered values are the same either way. One member is
+    sharded over the data ``mesh``; several (``mesh`` None) carry a leading
+    member axis on one device.
     """
 
-    def __init__(self, train_set: Split, f0: Optional[np.ndarray], options: TrainOptions):
-        self.mesh = sharding.data_mesh()
-        sharding.check_batch_size(options.batch_size, self.mesh)
-        self.options, self.n = options, len(train_set.y)
-        arrays = (train_set.x, train_set.y) + (() if f0 is None else (f0,))
-        size = sum(getattr(a, "nbytes", math.inf) for a in arrays)
-        on_device = 0 < size <= options.device_data_bytes and isinstance(train_set.x,
-                                                                           np.ndarray)
-        self.arrays = sharding.replicate(arrays, self.mesh) if on_device else arrays
-        self.on_device = on_device
-        self._pool = None if on_device else concurrent.futures.ThreadPoolExecutor(1)
+    def __init__(self, members: Sequence[Member], f0: Sequence[Optional[np.ndarray]],
+                 options: TrainOptions, mesh: Optional[Mesh]):
+        if mesh is not None:
+            sharding.check_batch_size(options.batch_size, mesh)
+        self.options, self.mesh, self.vmapped = options, mesh, mesh is None
+        self.n, self.seeds = len(members[0].train_set.y), [m.options.seed for m in members]
+        self.arrays = [(m.train_set.x, m.train_set.y) + (() if f is None else (f,))
+                       for m, f in zip(members, f0)]
+        size = sum(getattr(a, "nbytes", math.inf) for arrays in self.arrays for a in arrays)
+        self.on_device = (0 < size <= options.device_data_bytes
+                          and all(isinstance(m.train_set.x, np.ndarray) for m in members))
+        if self.on_device:
+            self.device_arrays = (tuple(jnp.asarray(np.stack(a)) for a in zip(*self.arrays))
+                                  if self.vmapped else sharding.replicate(self.arrays[0], self.mesh))
+        self._pool = None if self.on_device else concurrent.futures.ThreadPoolExecutor(1)
         self._next: Optional[tuple[int, concurrent.futures.Future]] = None
-        self._order: tuple[int, Optional[np.ndarray]] = (-1, None)   # (epoch, its order)
+        self._orders: dict[int, tuple[int, np.ndarray]] = {}   # member -> (epoch, order)
 
     @property
     def gather(self) -> Optional[NamedSharding]:
-        """On device: the sharding of a minibatch gathered from :meth:`args`'s indices."""
-        return NamedSharding(self.mesh, sharding.BATCH) if self.on_device else None
+        """On device, one member: the sharding of a minibatch gathered in the step."""
+        return (NamedSharding(self.mesh, sharding.BATCH)
+                if self.on_device and not self.vmapped else None)
 
-    def indices(self, step: int) -> np.ndarray:
-        """:func:`batch_indices` of ``step``, its epoch's order drawn once."""
+    def indices(self, k: int, step: int) -> np.ndarray:
+        """:func:`batch_indices` of member ``k`` at ``step``, its epoch's order drawn once."""
         epoch, where = batch_slice(step, self.n, self.options.batch_size)
-        if self._order[0] != epoch:
-            self._order = (epoch, epoch_order(self.options.seed, epoch, self.n))
-        return self._order[1][where]
+        if self._orders.get(k, (-1,))[0] != epoch:
+            self._orders[k] = (epoch, epoch_order(self.seeds[k], epoch, self.n))
+        return self._orders[k][1][where]
 
     def _host_batch(self, step: int) -> tuple:
-        idx = self.indices(step)
-        return sharding.shard_batch(tuple(a[idx] for a in self.arrays), self.mesh)
+        idx = [self.indices(k, step) for k in range(len(self.arrays))]
+        if self.vmapped:
+            return tuple(jnp.asarray(np.stack([a[i] for a, i in zip(column, idx)]))
+                         for column in zip(*self.arrays))
+        return sharding.shard_batch(tuple(a[idx[0]] for a in self.arrays[0]), self.mesh)
 
     def args(self, step: int) -> tuple:
         """The step's batch arguments (host path: prefetches the next step's)."""
         if self.on_device:
-            return (*sharding.shard_batch((self.indices(step),), self.mesh), *self.arrays)
+            idx = [self.indices(k, step) for k in range(len(self.arrays))]
+            idx = ((jnp.asarray(np.stack(idx)),) if self.vmapped
+                   else sharding.shard_batch((idx[0],), self.mesh))
+            return (*idx, *self.device_arrays)
         if self._next is not None and self._next[0] == step:
             batch = self._next[1].result()
         else:
@@ -267,126 +295,92 @@ class _Batches:
             self._pool.shutdown(wait=True)
 
 
+class _Program:
+    """The members' compiled step, with their shared start and batches.
+
+    The state of one member is its :class:`train.TrainState`; vmapped
+    members' states are stacked on a leading axis, and :meth:`member` takes
+    one out.
+    """
+
+    def __init__(self, apply_fn: ApplyFn, regime: Regime, members: Sequence[Member],
+                 vmapped: bool):
+        options = _shared_options(members)
+        self.regime, self.options, self.vmapped = regime, options, vmapped
+        mesh = sharding.data_mesh()
+        self.starts = ([m.params0 for m in members] if vmapped
+                       else [sharding.replicate(members[0].params0, mesh)])
+        f0 = [np.asarray(regimes_lib.initial_outputs(apply_fn, p, m.train_set.x))
+              if regime.kind == "rescaled" else None            # the fixed training set
+              for p, m in zip(self.starts, members)]
+        self.batches = _Batches(members, f0, options, mesh if not vmapped else None)
+        self.optimizer = train.regime_optimizer(regime, options.optimizer,
+                                                options.learning_rate, options.momentum)
+        self._lr = regime.learning_rate(options.learning_rate)
+        self._step = _compiled_step(apply_fn, options.optimizer, options.momentum,
+                                    self.batches.gather, self.batches.on_device, vmapped)
+        self.params0 = self.stack(self.starts)
+
+    def initial_state(self, k: int) -> train.TrainState:
+        """Member ``k``'s step-0 state (replicated over the mesh when alone)."""
+        state = train.init_state(self.regime, self.starts[k], self.optimizer)
+        return state if self.vmapped else sharding.replicate(state, self.batches.mesh)
+
+    def stack(self, trees: Sequence):
+        """The program's state (or ``params0``) from each member's."""
+        return jax.tree.map(lambda *a: jnp.stack(a), *trees) if self.vmapped else trees[0]
+
+    def member(self, tree, k: int):
+        """Member ``k``'s part of a state or parameters of the program."""
+        return jax.tree.map(lambda a: a[k], tree) if self.vmapped else tree
+
+    def step(self, state: train.TrainState, step: int) -> tuple[train.TrainState, dict]:
+        """Dispatches ``step`` (returns at once; the values are read later)."""
+        return self._step(self.regime, self._lr, state, self.params0, *self.batches.args(step))
+
+
+def _host_values(measurements: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The step's losses (float64) and parameter finiteness, fetched together, one per
+    member."""
+    loss, finite = jax.device_get((measurements["train_loss"], measurements["params_finite"]))
+    return np.atleast_1d(np.asarray(loss, np.float64)), np.atleast_1d(np.asarray(finite))
+
+
+def _record(loop: _Loop, step: int, loss: float, params: Params, num_records: int) -> dict:
+    """The record of ``step``: every group, and every ``probe_every``-th time the probe."""
+    member, regime = loop.member, loop.regime
+    per_loss, correct = member.evaluator.per_example(loop.apply_fn, regime, member.params0,
+                                                     params)
+    record = {"step": step, "regime": regime.name,
+              "epoch": step * member.options.batch_size // len(member.train_set.y),
+              "batch_loss": loss, "train_loss_ema": loop.schedule.ema_loss,
+              **member.evaluator.summarize(per_loss, correct)}
+    record["train_loss"] = record.get("train/all/loss", loop.schedule.ema_loss)
+    if member.probe is not None and num_records % member.options.probe_every == 0:
+        record.update(member.probe(regime.network_params(member.params0, params)))
+    member.hooks.record(record, correct)
+    return record
+
+
 def _finish(loop: _Loop, step: int, loss: float, finite: bool,
             params_at: Callable[[], Params], num_records: int) -> tuple[int, bool]:
-    """Host side of ``step``: divergence guard and record.
+    """Host side of one member's ``step``: divergence guard and record.
 
     ``loss`` was measured at the parameters of ``step`` (``params_at()``),
     ``finite`` says whether the update left them finite. Returns the record
     count and whether the stop rule was reached (training should end).
     """
-    regime, options, schedule = loop.regime, loop.options, loop.schedule
     if not np.isfinite(loss):
-        raise NonFiniteLossError(regime, step, "training loss", loss)
-    if schedule.should_record(step, loss):
-        params = params_at()
-        per_loss, correct = loop.evaluator.per_example(loop.apply_fn, regime, loop.params0,
-                                                       params)
-        record = {"step": step, "regime": regime.name,
-                  "epoch": step * options.batch_size // loop.num_examples,
-                  "batch_loss": loss, "train_loss_ema": schedule.ema_loss,
-                  **loop.evaluator.summarize(per_loss, correct)}
-        record["train_loss"] = record.get("train/all/loss", schedule.ema_loss)
-        if loop.probe is not None and num_records % options.probe_every == 0:
-            record.update(loop.probe(regime.network_params(loop.params0, params)))
-        loop.hooks.record(record, correct)
+        raise NonFiniteLossError(loop.regime, step, "training loss", loss)
+    if loop.schedule.should_record(step, loss):
+        record = _record(loop, step, loss, params_at(), num_records)
         num_records += 1
-        if options.stop is not None and options.stop.reached(record):
+        stop = loop.member.options.stop
+        if stop is not None and stop.reached(record):
             return num_records, True
     if not finite:
-        raise NonFiniteLossError(regime, step + 1, "parameters")
+        raise NonFiniteLossError(loop.regime, step + 1, "parameters")
     return num_records, False
-
-
-def _host_values(measurements: dict) -> tuple[np.ndarray, np.ndarray]:
-    """The step's loss (float64) and parameter finiteness, fetched together."""
-    loss, finite = jax.device_get((measurements["train_loss"], measurements["params_finite"]))
-    return np.asarray(loss, np.float64), np.asarray(finite)
-
-
-def _maybe_checkpoint(loop: _Loop, step: int, new_state: train.TrainState,
-                      num_records: int) -> None:
-    """Hands ``hooks.checkpoint`` the progress after ``step`` every ``checkpoint_every``."""
-    options = loop.options
-    if (options.checkpoint_every > 0 and (step + 1) % options.checkpoint_every == 0
-            and step + 1 < options.num_steps):
-        loop.hooks.checkpoint(RegimeProgress(step + 1, new_state, loop.schedule.state_dict(),
-                                             num_records))
-
-
-def train_regime(apply_fn: ApplyFn, regime: Regime, params0: Params, train_set: Split,
-                 options: TrainOptions, evaluator: GroupEvaluator, hooks: Hooks,
-                 probe: Optional[LinearityProbe] = None) -> Params:
-    """Trains ``regime`` for ``options.num_steps`` SGD steps; returns its trainable params.
-
-    Each record goes to ``hooks.record``; ``hooks.resume`` is asked once where
-    to start; ``hooks.checkpoint`` gets the progress every
-    ``options.checkpoint_every`` steps before the last. Raises
-    :class:`NonFiniteLossError` when the loss (at a step) or the parameters
-    (after it) are not finite; a step's record is written only when its loss is.
-    With ``options.stop``, training ends at the first record that reaches it.
-    """
-    n = len(train_set.y)
-    if options.batch_size > n:
-        raise ValueError(f"batch_size {options.batch_size} exceeds the {n} training examples")
-    params0 = sharding.replicate(params0, sharding.data_mesh())
-    f0 = None
-    if regime.kind == "rescaled":    # f(params0, x) of the fixed, unaugmented train set
-        f0 = np.asarray(regimes_lib.initial_outputs(apply_fn, params0, train_set.x))
-    batches = _Batches(train_set, f0, options)
-    jitted = _jitted_step(apply_fn, options.optimizer, options.momentum, batches.gather)
-    step_fn, opt = _regime_step(jitted, regime, options)
-    state = sharding.replicate(train.init_state(regime, params0, opt), batches.mesh)
-    loop = _Loop(apply_fn, regime, params0, options, evaluator, hooks, probe,
-                 RecordSchedule(options.num_steps, ladder_ratio=options.ladder_ratio), n)
-    first_step, num_records = 0, 0
-    progress = hooks.resume(state)
-    if progress is not None:
-        first_step, state, num_records = progress.step, progress.state, progress.num_records
-        loop.schedule.load_state_dict(progress.schedule)
-        logging.info("%s: resuming at step %d/%d", regime.name, first_step, options.num_steps)
-    try:
-        return _steps(loop, step_fn, batches, state, first_step, num_records)
-    finally:
-        batches.close()
-
-
-def _steps(loop: _Loop, step_fn: Callable, batches: _Batches, state: train.TrainState,
-           first_step: int, num_records: int) -> Params:
-    """The step loop of :func:`train_regime` from ``first_step``; returns the params.
-
-    One step of lag: step k+1 is dispatched before step k's loss is read on the
-    host, so the accelerator never waits for the host between steps. The record
-    of step k still evaluates the state at step k.
-    """
-    log = _ProgressLog(loop.regime.name, loop.options, first_step)
-    pending = None
-    for step in range(first_step, loop.options.num_steps):
-        if preemption.stop_requested(step):
-            _preempt(loop, pending, state, step, num_records)
-        new_state, measurements = step_fn(state, loop.params0, *batches.args(step))
-        if pending is not None:
-            num_records, stop = _finish_single(loop, pending, num_records)
-            log.step(pending.step, loop.schedule.ema_loss)
-            if stop:
-                return pending.state.params
-        pending, state = _Pending(step, state, measurements, new_state), new_state
-    if pending is not None:
-        _finish_single(loop, pending, num_records)
-    return state.params
-
-
-def _preempt(loop: _Loop, pending: Optional["_Pending"], state: train.TrainState, step: int,
-             num_records: int) -> None:
-    """Stops before ``step`` on a signal: finishes the pending step, checkpoints the
-    progress (unless nothing ran since the last checkpoint), raises ``Preempted``."""
-    if pending is not None:
-        num_records, stop = _finish_single(loop, pending, num_records)
-        every = loop.options.checkpoint_every
-        if not stop and not (every > 0 and step % every == 0):   # else just saved
-            loop.hooks.checkpoint(RegimeProgress(step, state, loop.schedule.state_dict(),
-                                                 num_records))
-    raise preemption.Preempted(loop.regime.name, step)
 
 
 class _Pending(NamedTuple):
@@ -398,123 +392,154 @@ class _Pending(NamedTuple):
     new_state: train.TrainState
 
 
-def _finish_single(loop: _Loop, pending: _Pending, num_records: int) -> tuple[int, bool]:
-    """:func:`_finish` of one regime's pending step, then its checkpoint when one is due."""
-    loss, finite = _host_values(pending.measurements)
-    num_records, stop = _finish(loop, pending.step, float(loss), bool(finite),
-                                lambda: pending.state.params, num_records)
-    if not stop:
-        _maybe_checkpoint(loop, pending.step, pending.new_state, num_records)
-    return num_records, stop
+class _Members:
+    """The members still training: their loops, record counts and how each ended."""
+
+    def __init__(self, loops: list[_Loop], counts: list[int]):
+        self.loops, self.counts = loops, counts
+        self.active = list(range(len(loops)))
+        self.ended: list[Optional[tuple[Params, Optional[NonFiniteLossError]]]] = [
+            None] * len(loops)
+
+    def end(self, k: int, params: Optional[Params], error: Optional[NonFiniteLossError]):
+        """Member ``k`` stopped (its final ``params``) or diverged (``error``)."""
+        self.active.remove(k)
+        self.ended[k] = (params, error)
+        self.loops[k].member.hooks.end(error)
+
+    def progress(self, k: int, step: int, state: train.TrainState) -> RegimeProgress:
+        return RegimeProgress(step, state, self.loops[k].schedule.state_dict(), self.counts[k])
 
 
-class Member(NamedTuple):
-    """One run of a batch trained in lockstep: its own start, data, options and hooks.
+def _finish_step(program: _Program, members: _Members, pending: _Pending) -> None:
+    """:func:`_finish` of each active member's pending step, then its checkpoint when
+    one is due; a member that stops or diverges leaves the active ones."""
+    losses, finite = _host_values(pending.measurements)
+    every, total = program.options.checkpoint_every, program.options.num_steps
+    for k in list(members.active):
+        params_at = lambda k=k: program.member(pending.state.params, k)
+        try:
+            members.counts[k], stop = _finish(members.loops[k], pending.step, float(losses[k]),
+                                              bool(finite[k]), params_at, members.counts[k])
+        except NonFiniteLossError as err:
+            members.end(k, None, err)
+            continue
+        if stop:
+            members.end(k, params_at(), None)
+        elif every > 0 and (pending.step + 1) % every == 0 and pending.step + 1 < total:
+            members.loops[k].member.hooks.checkpoint(members.progress(
+                k, pending.step + 1, program.member(pending.new_state, k)))
 
-    The members' options may differ only in ``seed`` (minibatch order) and
-    ``stop``: the rest shapes the one compiled step.
+
+def _preempt(program: _Program, members: _Members, pending: Optional[_Pending],
+             state: train.TrainState, step: int) -> None:
+    """Stops before ``step`` on a signal: finishes the pending step, checkpoints each
+    member still active (unless nothing ran since its last checkpoint) and raises
+    ``Preempted``; returns when no member is left (they all stopped or diverged)."""
+    if pending is not None:
+        _finish_step(program, members, pending)
+        every = program.options.checkpoint_every
+        if not (every > 0 and step % every == 0):          # else just saved
+            for k in members.active:
+                members.loops[k].member.hooks.checkpoint(
+                    members.progress(k, step, program.member(state, k)))
+    if members.active:
+        raise preemption.Preempted(program.regime.name, step)
+
+
+def _run(program: _Program, members: _Members, state: train.TrainState,
+         first_step: int) -> None:
+    """The step loop from ``first_step`` until every member has ended.
+
+    One step of lag: step k+1 is dispatched before step k's losses are read on
+    the host, so the accelerator never waits for the host between steps. The
+    record of step k still evaluates the state at step k.
     """
-
-    params0: Params
-    train_set: Split
-    evaluator: GroupEvaluator
-    hooks: Hooks
-    probe: Optional[LinearityProbe]
-    options: TrainOptions
-
-
-def _shared_options(members: list[Member]) -> TrainOptions:
-    """The options every member shares (one-line ValueError if they differ otherwise)."""
-    shared = {m.options._replace(seed=0, stop=None) for m in members}
-    n = {len(m.train_set.y) for m in members}
-    if len(shared) != 1 or len(n) != 1:
-        raise ValueError("members trained in one program must share their training options "
-                         "(seed and stop aside) and training-set size")
-    options = shared.pop()
-    if options.batch_size > n.pop():
-        raise ValueError(f"batch_size {options.batch_size} exceeds the training examples")
-    return options
-
-
-def _stacked_batch(members: list[Member], f0: Optional[np.ndarray], step: int,
-                   options: TrainOptions) -> tuple[jax.Array, ...]:
-    """Each member's minibatch at ``step`` (its own order), stacked on a leading axis."""
-    n = len(members[0].train_set.y)
-    idx = [batch_indices(m.options.seed, step, n, options.batch_size) for m in members]
-    batch = (np.stack([m.train_set.x[i] for m, i in zip(members, idx)]),
-             np.stack([m.train_set.y[i] for m, i in zip(members, idx)]))
-    if f0 is not None:
-        batch += (np.stack([f0[k][i] for k, i in enumerate(idx)]),)
-    return tuple(jnp.asarray(a) for a in batch)
+    log = _ProgressLog(program.regime.name, program.options, first_step)
+    pending = None
+    try:
+        for step in range(first_step, program.options.num_steps):
+            if preemption.stop_requested(step):
+                return _preempt(program, members, pending, state, step)
+            new_state, measurements = program.step(state, step)
+            if pending is not None:
+                _finish_step(program, members, pending)
+                if not members.active:
+                    return
+                log.step(pending.step, members.loops[members.active[0]].schedule.ema_loss)
+            pending, state = _Pending(step, state, measurements, new_state), new_state
+        if pending is not None:
+            _finish_step(program, members, pending)
+        for k in list(members.active):
+            members.end(k, program.member(state.params, k), None)
+    finally:
+        program.batches.close()
 
 
-@functools.lru_cache(maxsize=16)
-def _jitted_batched_step(apply_fn: ApplyFn, optimizer: str, momentum: float) -> Callable:
-    """:func:`_jitted_step` vmapped over members (state, ``params0`` and batch)."""
-    step = _guarded_step(apply_fn, optimizer, momentum)
+def _start(program: _Program, loops: list[_Loop]) -> tuple[_Members, train.TrainState, int]:
+    """The members' state at the step they resume from (every member's hooks agree)."""
+    states, counts, steps = [], [], set()
+    for loop in loops:
+        initial = program.initial_state(len(states))
+        progress = loop.member.hooks.resume(initial)
+        if progress is None:
+            progress = RegimeProgress(0, initial, loop.schedule.state_dict(), 0)
+        else:
+            logging.info("%s: resuming at step %d/%d", loop.regime.name, progress.step,
+                         program.options.num_steps)
+        loop.schedule.load_state_dict(progress.schedule)
+        states.append(progress.state)
+        counts.append(progress.num_records)
+        steps.add(progress.step)
+    if len(steps) != 1:
+        raise ValueError(f"runs trained in one program must resume at one step, got "
+                         f"{sorted(steps)}")
+    return _Members(loops, counts), program.stack(states), steps.pop()
 
-    def batched(regime, lr, state, params0, *batch):
-        return jax.vmap(lambda s, p, *b: step(regime, lr, s, p, *b))(state, params0, *batch)
 
-    return jax.jit(batched)
+def _train(apply_fn: ApplyFn, regime: Regime, members: Sequence[Member],
+           vmapped: bool) -> _Members:
+    program = _Program(apply_fn, regime, members, vmapped)
+    loops = [_Loop(apply_fn, regime, m, RecordSchedule(
+        program.options.num_steps, ladder_ratio=program.options.ladder_ratio))
+        for m in members]
+    trained, state, first_step = _start(program, loops)
+    _run(program, trained, state, first_step)
+    return trained
 
 
-def train_members(apply_fn: ApplyFn, regime: Regime, members: list[Member]
+def train_regime(apply_fn: ApplyFn, regime: Regime, params0: Params, train_set: Split,
+                 options: TrainOptions, evaluator: GroupEvaluator, hooks: Hooks,
+                 probe: Optional[LinearityProbe] = None) -> Params:
+    """Trains ``regime`` for ``options.num_steps`` SGD steps; returns its trainable params.
+
+    Each record goes to ``hooks.record``; ``hooks.resume`` is asked once where
+    to start; ``hooks.checkpoint`` gets the progress every
+    ``options.checkpoint_every`` steps before the last, and ``hooks.end`` the
+    outcome. Raises :class:`NonFiniteLossError` when the loss (at a step) or
+    the parameters (after it) are not finite; a step's record is written only
+    when its loss is. With ``options.stop``, training ends at the first record
+    that reaches it.
+    """
+    member = Member(params0, train_set, evaluator, hooks, probe, options)
+    params, error = _train(apply_fn, regime, [member], vmapped=False).ended[0]
+    if error is not None:
+        raise error
+    return params
+
+
+def train_members(apply_fn: ApplyFn, regime: Regime, members: Sequence[Member]
                   ) -> list[Optional[NonFiniteLossError]]:
     """Trains ``regime`` once per member in lockstep, as one vmapped program.
 
     Every member is a run of :func:`train_regime` (same records, up to the
-    summation order of vmapped kernels) on one device, without checkpoints:
-    its own ``params0``, training set (same size), evaluator, probe, hooks and
-    options. A member stops at its ``options.stop`` or when it diverges; the
-    others go on. Returns each member's :class:`NonFiniteLossError`, or None.
+    summation order of vmapped kernels), on one device: its own ``params0``,
+    training set (same size), evaluator, probe, hooks and options (see
+    :class:`Member`). A member ends at its ``options.stop`` or when it
+    diverges; the others go on. Every member checkpoints, and all resume at
+    one step. Returns each member's :class:`NonFiniteLossError`, or None.
     """
-    options = _shared_options(members)
-    n = len(members[0].train_set.y)
-    params0 = jax.tree.map(lambda *a: jnp.stack(a), *[m.params0 for m in members])
-    jitted = _jitted_batched_step(apply_fn, options.optimizer, options.momentum)
-    step_fn, opt = _regime_step(jitted, regime, options)
-    state = jax.vmap(lambda p: train.init_state(regime, p, opt))(params0)
-    f0 = None
-    if regime.kind == "rescaled":
-        f0 = [np.asarray(regimes_lib.initial_outputs(apply_fn, m.params0, m.train_set.x))
-              for m in members]
-    loops = [_Loop(apply_fn, regime, m.params0, m.options, m.evaluator, m.hooks, m.probe,
-                   RecordSchedule(options.num_steps, ladder_ratio=options.ladder_ratio), n)
-             for m in members]
-    active, counts = list(range(len(members))), [0] * len(members)
-    errors: list[Optional[NonFiniteLossError]] = [None] * len(members)
-    pending = None
-    for step in range(options.num_steps):
-        if preemption.stop_requested(step):         # runs are the unit: no checkpoint
-            if pending is not None:
-                _finish_members(loops, pending, active, counts, errors)
-            raise preemption.Preempted(regime.name, step)
-        new_state, measurements = step_fn(state, params0,
-                                          *_stacked_batch(members, f0, step, options))
-        if pending is not None:
-            _finish_members(loops, pending, active, counts, errors)
-            if not active:
-                return errors
-        pending, state = _Pending(step, state, measurements, new_state), new_state
-    if pending is not None:
-        _finish_members(loops, pending, active, counts, errors)
-    return errors
-
-
-def _finish_members(loops: list[_Loop], pending: _Pending, active: list[int],
-                    counts: list[int], errors: list) -> None:
-    """:func:`_finish` of each active member; drops those that stop or diverge."""
-    losses, finite = _host_values(pending.measurements)
-    for k in list(active):
-        params_at = lambda k=k: jax.tree.map(lambda a: a[k], pending.state.params)
-        try:
-            counts[k], stop = _finish(loops[k], pending.step, float(losses[k]),
-                                      bool(finite[k]), params_at, counts[k])
-        except NonFiniteLossError as err:
-            errors[k], stop = err, True
-        if stop:
-            active.remove(k)
+    return [error for _, error in _train(apply_fn, regime, members, vmapped=True).ended]
 
 
 class _ProgressLog:

@@ -46,6 +46,7 @@ class RunLog:
         self.hash = hashlib.sha256()
         self.regime_index, self.meta, self.last = 0, None, None
         self.current = 0
+        self.error: loop.NonFiniteLossError | None = None     # set when a regime diverged
 
     def begin(self, regime_index: int) -> "RunLog":
         """Makes regime ``regime_index`` the one the training loop reports to."""
@@ -66,6 +67,22 @@ class RunLog:
     def checkpoint(self, progress: loop.RegimeProgress) -> None:
         """:class:`lazy_hasty.engine.loop.Hooks`: checkpoints the current regime mid-way."""
         self.save(self.current, progress)
+
+    @property
+    def finished(self) -> bool:
+        """Whether every regime of the run has been trained."""
+        return self.regime_index == len(self.names)
+
+    def end(self, error: loop.NonFiniteLossError | None) -> None:
+        """:class:`lazy_hasty.engine.loop.Hooks`: the current regime ended. Trained out or
+        stopped: checkpoints the run before the next regime (the last: the end of the
+        run). Diverged: keeps ``error``, naming the last good checkpoint in it."""
+        if error is None:
+            self.regime_index = self.current + 1
+            self.save(self.regime_index, None)
+        else:
+            error.last_checkpoint = self.describe_last()
+            self.error = error
 
     def save(self, regime_index: int, progress: loop.RegimeProgress | None) -> None:
         """Checkpoints the run before ``progress.step`` of regime ``regime_index``

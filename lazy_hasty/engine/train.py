@@ -96,6 +96,31 @@ def make_train_step(apply_fn: ApplyFn, regime: Regime,
     return step
 
 
+def all_finite(tree: Any) -> jax.Array:
+    """Whether every leaf of ``tree`` is finite (one boolean scalar)."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in leaves]))
+
+
+def make_regime_step(apply_fn: ApplyFn, optimizer: str, momentum: float = 0.0
+                     ) -> Callable[..., Any]:
+    """Un-jitted step ``(regime, learning_rate, state, params0, *batch) -> (state,
+    measurements)`` that also measures whether the new parameters are finite.
+
+    The regime (a pytree whose leaf is alpha) and its learning rate are
+    arguments, so one compiled step serves every alpha; the optimiser is built
+    from the traced rate.
+    """
+
+    def step(regime: Regime, learning_rate: jax.Array, state: TrainState, params0: Params,
+             *batch: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+        opt = make_optimizer(optimizer, learning_rate, momentum)
+        new_state, measurements = make_train_step(apply_fn, regime, opt)(state, params0, *batch)
+        return new_state, dict(measurements, params_finite=all_finite(new_state.params))
+
+    return step
+
+
 def evaluate(apply_fn: ApplyFn, regime: Regime, params0: Params, params: Params,
              x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Per-example loss and correctness of the regime's output on ``(x, y)``."""

@@ -157,7 +157,8 @@ def test_one_compiled_step_and_evaluator_serve_every_alpha():
     module, state, params0, x, y, groups = _problem()
     apply_fn = models.make_apply_fn(module, state)
     evaluator = GroupEvaluator(groups, batch_size=32)
-    compiled = lambda: (loop._jitted_step(apply_fn, "sgd", 0.0, None)._cache_size(),
+    compiled = lambda: (loop._compiled_step(apply_fn, "sgd", 0.0, None, False,
+                                            False)._cache_size(),
                         evaluation._evaluate._cache_size())
     sizes, finals = [], {}
     for name, lr in (("alpha=1", 0.5), ("alpha=4", 2.0)):
@@ -465,3 +466,44 @@ def test_minibatches_gathered_on_device_give_the_host_records(name):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(jax.tree.leaves(device["final"]), jax.tree.leaves(host["final"])):
         np.testing.assert_array_equal(a, b)
+
+
+def _members(name, device_data_bytes, vmapped=True):
+    """Two runs of ``name`` (minibatch orders SEED and SEED + 1), trained as one vmapped
+    program or one at a time; their records, correctness and final parameters."""
+    module, state, params0, x, y, groups = _problem()
+    apply_fn, regime = models.make_apply_fn(module, state), regimes.parse_regime(name)
+    members = [loop.Member(params0, Split(x, y), GroupEvaluator(groups, batch_size=32),
+                           loop.RecordList(), LinearityProbe(module, state, params0, x[:5]),
+                           loop.TrainOptions(STEPS, BATCH, 0.5, momentum=0.9, seed=SEED + k,
+                                             probe_every=2,
+                                             device_data_bytes=device_data_bytes))
+               for k in range(2)]
+    if vmapped:
+        assert loop.train_members(apply_fn, regime, members) == [None, None]
+    else:
+        for m in members:
+            loop.train_regime(apply_fn, regime, m.params0, m.train_set, m.options,
+                              m.evaluator, m.hooks, m.probe)
+    return [(m.hooks.records, m.hooks.correct) for m in members]
+
+
+@pytest.mark.parametrize("name", ["alpha=3", "linearized"])
+def test_vmapped_members_are_the_runs_one_at_a_time(name):
+    """Runs trained as one vmapped program: each run's own records, to float32 rounding
+    (vmapped kernels sum in another order), and bit-identical whether their
+    minibatches are gathered on the device or on the host."""
+    host, device = _members(name, 0), _members(name, 1 << 30)
+    alone = _members(name, 0, vmapped=False)
+    for (dev_records, dev_correct), (host_records, host_correct) in zip(device, host):
+        assert dev_records == host_records
+        for a, b in zip(dev_correct, host_correct):
+            np.testing.assert_array_equal(a, b)
+    assert host[0][0] != host[1][0]                         # two minibatch orders
+    for (got, _), (want, _) in zip(host, alone):
+        assert [r["step"] for r in got] == [r["step"] for r in want]
+        for a, b in zip(got, want):
+            assert a.keys() == b.keys()
+            for key, value in b.items():
+                assert a[key] == (value if isinstance(value, str)
+                                  else pytest.approx(value, rel=1e-5, abs=1e-6)), key

@@ -4,6 +4,8 @@ statistics against the linearized reference, divergence, bad input."""
 import json
 import os
 import shlex
+import shutil
+import signal
 import subprocess
 import sys
 
@@ -12,15 +14,16 @@ import pytest
 
 from experiments import sweep_runs
 from lazy_hasty import difficulty
-from lazy_hasty.engine import records
+from lazy_hasty.engine import checkpoint, preemption, records, run_log
 from lazy_hasty.analysis import sweep
 
 from tests import ROOT
 SCRIPT = os.path.join(ROOT, "experiments", "sweep.py")
 CONFIG = os.path.join(ROOT, "configs", "digits_noise_tiny.py")
 # Two alphas and one that diverges at once (lr / alpha^2 = 5e4). The runs draw no
-# figures of their own (the sweep still draws its own).
-SMALL = ["--config.probe_every=3", "--config.figures=False"]
+# figures of their own (the sweep still draws its own) and checkpoint every 5 steps.
+SMALL = ["--config.probe_every=3", "--config.figures=False",
+         "--config.checkpoint_every_steps=5"]
 VALUES = "0.001,1,100"
 
 
@@ -184,3 +187,80 @@ def test_another_axis_gives_each_value_its_reference(tmp_path):
            for b in line if b.startswith("--config.model_kwargs.features=")}
     assert got == {(f"--workdir={work / f'model_kwargs.features={v}' / 'linearized' / f'seed_{k}'}",
                     f"--config.model_kwargs.features=({v},)") for v in (16, 64) for k in (0, 1)}
+
+
+@pytest.fixture(scope="module")
+def preempted(swept, tmp_path_factory):
+    """The batched sweep with its alpha = 1 and 100 groups to train again, stopped by a
+    real SIGTERM while the alpha = 1 seeds train as one vmapped program (sent when
+    seed 1 records step 10; the loop stops before step 12)."""
+    done = swept[True]
+    work = tmp_path_factory.mktemp("preempted") / "sweep"
+    shutil.copytree(done.workdir, work)
+    for value in (1.0, 100.0):
+        shutil.rmtree(os.path.join(work, done.swept[value][0].regime))
+    record = run_log.RunLog.record
+
+    def signal_at_step_10(log, rec, correct):
+        record(log, rec, correct)
+        if rec["regime"] == "alpha=1" and rec["step"] == 10 and log.path.endswith(
+                os.path.join("seed_1", "metrics.jsonl")):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(run_log.RunLog, "record", signal_at_step_10)
+        with pytest.raises(preemption.Preempted) as stopped, preemption.graceful():
+            sweep_runs.run_all(_plan(work), batch=True)
+    return work, stopped.value
+
+
+def _resume(work, tmp_path, monkeypatch, runs=None):
+    """Copies the preempted sweep and resumes it (``runs``: only those) as sweep.py does;
+    returns its plan and, per restored run, the checkpoint step it trained on from."""
+    shutil.copytree(work, tmp_path / "sweep")
+    plan, restored, restore = _plan(tmp_path / "sweep"), [], run_log.RunLog.restore
+    monkeypatch.setattr(run_log.RunLog, "restore", lambda log, step, n: (
+        restored.append((os.path.dirname(log.path), step)), restore(log, step, n))[1])
+    with preemption.graceful():
+        if runs is None:
+            sweep_runs.run_all(plan, batch=True)
+        else:
+            sweep_runs.train_runs(plan, runs(plan), batch=True)
+    return plan, dict(restored)                  # a run's last restore is its start
+
+
+def test_sigterm_checkpoints_every_member_of_a_vmapped_group_at_one_step(preempted):
+    work, stopped = preempted
+    assert (stopped.regime, stopped.step) == ("alpha=1", 12)
+    for k in (0, 1):                         # every 5 steps (keep 2), and at the signal
+        run = os.path.join(work, "alpha=1", f"seed_{k}")
+        assert checkpoint.steps(os.path.join(run, "checkpoints")) == [10, 12]
+        assert not records.is_completed(run)
+    assert not os.path.exists(os.path.join(work, "alpha=100"))
+
+
+def test_rerun_resumes_every_member_to_the_uninterrupted_records(swept, preempted, tmp_path,
+                                                                 monkeypatch):
+    plan, restored = _resume(preempted[0], tmp_path, monkeypatch)
+    assert restored == {run.workdir: 12 for run in plan.swept[1.0]}     # none starts over
+    for value in (1.0, 100.0):
+        for a, b in zip(swept[True].swept[value], plan.swept[value]):
+            for name in ("metrics.jsonl", "per_example.npz", "learning_times.npz"):
+                assert _bytes(a.workdir, name) == _bytes(b.workdir, name), (b, name)
+
+
+def test_members_a_checkpoint_apart_resume_at_the_newest_step_they_share(
+        swept, preempted, tmp_path, monkeypatch):
+    """As if killed while saving seed 0's step-12 checkpoint: both resume at step 10
+    (seed 1's newer checkpoint is discarded) and end as the uninterrupted runs."""
+    shutil.rmtree(os.path.join(preempted[0], "alpha=1", "seed_0", "checkpoints", "12"))
+    plan, restored = _resume(preempted[0], tmp_path, monkeypatch,
+                             runs=lambda plan: plan.swept[1.0])
+    assert restored == {run.workdir: 10 for run in plan.swept[1.0]}
+    for a, b in zip(swept[True].swept[1.0], plan.swept[1.0]):
+        assert _bytes(a.workdir, "metrics.jsonl") == _bytes(b.workdir, "metrics.jsonl")
+
+
+def _bytes(workdir, name):
+    with open(os.path.join(workdir, name), "rb") as f:
+        return f.read()
