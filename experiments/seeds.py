@@ -99,15 +99,6 @@ def seed_command(config: str, workdir: str, seed: int, overrides: list[str]) -> 
             f"--workdir={seed_dir(workdir, seed)}", *overrides]
 
 
-def _stats(key: str, summaries: list[dict | None]) -> dict:
-    """Across-seed mean, 95 % Student-t interval (from 2 seeds) and sign counts of
-    ``key``, with each seed's own bootstrap interval kept alongside."""
-    values = [s.get(key) if s else None for s in summaries]
-    out = inference.across_seeds(values, require_interval=False)
-    out["per_seed_intervals"] = [s.get(f"{key}_interval") if s else None for s in summaries]
-    return out
-
-
 def _read_summaries(workdir: str, seeds: list[int]) -> list[dict | None]:
     summaries = []
     for k in seeds:
@@ -130,7 +121,7 @@ def aggregate(config: str, workdir: str, seeds: list[int], overrides: list[str])
                 for k, summary in zip(seeds, summaries)]
     out = {"config": config, "overrides": overrides, "seeds": seeds, "spec": spec.to_dict(),
            "per_seed": per_seed,
-           **{key: _stats(key, summaries) for key in spec.statistics}}
+           **{key: inference.across_seed_summary(key, summaries) for key in spec.statistics}}
     records.write_json(os.path.join(workdir, "seeds_summary.json"), out)
     for key in spec.statistics:
         stats = out[key]
