@@ -108,7 +108,7 @@ def test_bad_module_function_is_one_line_exit_1_and_no_files(user_folder):
 def test_dataset_arguments_are_checked(extra, match, monkeypatch):
     def needs_scale(seed, scale):
         raise AssertionError("not called")
-    monkeypatch.setitem(datasets._REGISTRY, "needs_scale", needs_scale)
+    monkeypatch.setattr(datasets, "resolve", {"needs_scale": needs_scale}.__getitem__)
     with pytest.raises(ValueError, match=match):
         datasets.load("needs_scale", {"seed": 0}, extra)
 

@@ -22,7 +22,7 @@ from lazy_hasty import difficulty as spec_lib
 from lazy_hasty.analysis import consistency
 from lazy_hasty.data import cscores as cscores_lib, groups as groups_lib, noise, splits
 from lazy_hasty.data.spurious import SpuriousData
-from lazy_hasty.datasets import DescribedDataset, register
+from lazy_hasty.datasets import DescribedDataset
 
 SECTION4_DIFFICULTIES = ("noise", "cscores")
 
@@ -93,7 +93,6 @@ def section4(ds: splits.Dataset, *, difficulty: str, seed: int, label_noise: flo
     return DescribedDataset(train, _materialise(named, source), ds.num_classes, spec)
 
 
-@register("digits")
 def digits(*, seed: int, difficulty: str = "noise", distractors: int = 0,
            label_noise: float = 0.15, group_size: int = 0, test_size: int = 0,
            cscores: str = "estimate", cscore_cache: str = "",
@@ -111,7 +110,6 @@ def digits(*, seed: int, difficulty: str = "noise", distractors: int = 0,
                     cscore_steps=cscore_steps)
 
 
-@register("cifar10")
 def cifar10(*, seed: int, data_dir: str = "", train_size: int = 40_000,
             difficulty: str = "noise", label_noise: float = 0.15, group_size: int = 0,
             test_size: int = 0, cscores: str = "estimate", cscore_cache: str = "",
@@ -143,7 +141,6 @@ def section5(data: SpuriousData, *, seed: int, group_size: int,
                             data.num_classes, spec_lib.spurious(data.easy, data.hard))
 
 
-@register("digits_spurious")
 def digits_spurious(*, seed: int, difficulty: str = "spurious", majority_fraction: float = 0.9,
                     cue_strength: float = 0.1, cue_patch: int = 0, balanced_per_group: int = 45,
                     distractors: int = 0, group_size: int = 0,
@@ -157,7 +154,6 @@ def digits_spurious(*, seed: int, difficulty: str = "spurious", majority_fractio
     return section5(data, seed=seed, group_size=group_size, test_size=test_size)
 
 
-@register("celeba")
 def celeba(*, seed: int, data_dir: str = "", difficulty: str = "spurious",
            train_size: int = 20_000, balanced_per_group: int = 180, image_size: int = 224,
            group_size: int = 0, test_size: int = 0) -> DescribedDataset:
@@ -170,7 +166,6 @@ def celeba(*, seed: int, data_dir: str = "", difficulty: str = "spurious",
     return section5(data, seed=seed, group_size=group_size, test_size=test_size)
 
 
-@register("waterbirds")
 def waterbirds(*, seed: int, data_dir: str = "", difficulty: str = "spurious",
                balanced_per_group: int = 180, image_size: int = 224, group_size: int = 0,
                test_size: int = 0) -> DescribedDataset:
