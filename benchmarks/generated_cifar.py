@@ -16,8 +16,8 @@ from lazy_hasty.datasets import DescribedDataset
 from lazy_hasty.rng import numpy_rng
 
 
-def cifar10_shaped(*, seed: int, label_noise: float = 0.15, group_size: int = 0,
-                   test_size: int = 0, train_size: int = 2500) -> DescribedDataset:
+def cifar10_shaped(*, seed: int, label_noise: float, group_size: int, test_size: int,
+                   train_size: int) -> DescribedDataset:
     """``train_size`` training images (``config.train_size``) (a fifth as many held out and as test images)."""
     rng = numpy_rng(seed, "generated_cifar")
     sizes = {"train": train_size, "heldout": train_size // 5, "test": train_size // 5}

@@ -41,6 +41,12 @@ def check_workdir(workdir: str) -> str:
     return workdir
 
 
+def seed_dir(workdir: str, seed: int) -> str:
+    """Where seed ``seed`` of an experiment under ``workdir`` runs: ``<workdir>/seed_<seed>``,
+    the layout the seed and sweep drivers share."""
+    return os.path.join(workdir, f"seed_{seed}")
+
+
 def check_same_config(workdir: str, config: ml_collections.ConfigDict,
                       ignore=RESUME_FREE_KEYS) -> None:
     """Refuses to continue a run of ``workdir`` made with another config.

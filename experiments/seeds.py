@@ -89,29 +89,16 @@ def parse_flags(argv):
                                        _OVERRIDES)
 
 
-def seed_dir(workdir: str, seed: int) -> str:
-    return os.path.join(workdir, f"seed_{seed}")
-
-
 def seed_command(config: str, workdir: str, seed: int, overrides: list[str]) -> list[str]:
     """The ``main.py`` command line of one seed (absolute paths)."""
     return [sys.executable, MAIN, f"--config={config}", f"--config.seed={seed}",
-            f"--workdir={seed_dir(workdir, seed)}", *overrides]
-
-
-def _stats(key: str, summaries: list[dict | None]) -> dict:
-    """Across-seed mean, 95 % Student-t interval (from 2 seeds) and sign counts of
-    ``key``, with each seed's own bootstrap interval kept alongside."""
-    values = [s.get(key) if s else None for s in summaries]
-    out = inference.across_seeds(values, require_interval=False)
-    out["per_seed_intervals"] = [s.get(f"{key}_interval") if s else None for s in summaries]
-    return out
+            f"--workdir={common.seed_dir(workdir, seed)}", *overrides]
 
 
 def _read_summaries(workdir: str, seeds: list[int]) -> list[dict | None]:
     summaries = []
     for k in seeds:
-        path = os.path.join(seed_dir(workdir, k), "summary.json")
+        path = os.path.join(common.seed_dir(workdir, k), "summary.json")
         summaries.append(json.load(open(path)) if os.path.exists(path) else None)
     return summaries
 
@@ -125,12 +112,12 @@ def aggregate(config: str, workdir: str, seeds: list[int], overrides: list[str])
         print("seeds.py: no seed has a summary.json; nothing to aggregate", file=sys.stderr)
         return
     spec = DifficultySpec.from_dict(found[0]["spec"])
-    per_seed = [{"seed": k, "workdir": seed_dir(workdir, k), "summary": summary,
+    per_seed = [{"seed": k, "workdir": common.seed_dir(workdir, k), "summary": summary,
                  **{key: summary.get(key) if summary else None for key in spec.statistics}}
                 for k, summary in zip(seeds, summaries)]
     out = {"config": config, "overrides": overrides, "seeds": seeds, "spec": spec.to_dict(),
            "per_seed": per_seed,
-           **{key: _stats(key, summaries) for key in spec.statistics}}
+           **{key: inference.across_seed_summary(key, summaries) for key in spec.statistics}}
     records.write_json(os.path.join(workdir, "seeds_summary.json"), out)
     for key in spec.statistics:
         stats = out[key]
@@ -142,9 +129,9 @@ def aggregate(config: str, workdir: str, seeds: list[int], overrides: list[str])
 
 def _draw_fig4(workdir: str, seeds: list[int], spec: DifficultySpec) -> None:
     """Fig. 4: the spec's groups, median and band over seeds, at equal progress."""
-    runs = [records.read_jsonl(os.path.join(seed_dir(workdir, k), "metrics.jsonl"))
+    runs = [records.read_jsonl(os.path.join(common.seed_dir(workdir, k), "metrics.jsonl"))
             for k in seeds
-            if os.path.exists(os.path.join(seed_dir(workdir, k), "metrics.jsonl"))]
+            if os.path.exists(os.path.join(common.seed_dir(workdir, k), "metrics.jsonl"))]
     if not runs or not runs[0]:
         print("seeds.py: no metrics.jsonl records; fig4.png not drawn", file=sys.stderr)
         return
@@ -167,10 +154,11 @@ def main(argv):
         sys.exit(f"seeds.py: error: --config file {FLAGS.config!r} not found")
     workdir = os.path.abspath(FLAGS.workdir)
     seeds = list(range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds))
-    pending = [k for k in seeds if not records.is_completed(seed_dir(workdir, k))]
+    pending = [k for k in seeds if not records.is_completed(common.seed_dir(workdir, k))]
     for k in seeds:
         if k not in pending:
-            print(f"seeds.py: seed {k} already completed in {seed_dir(workdir, k)}, skipped",
+            print(f"seeds.py: seed {k} already completed in {common.seed_dir(workdir, k)}, "
+                  "skipped",
                   file=sys.stderr if FLAGS.print_commands else sys.stdout, flush=True)
     if FLAGS.print_commands:
         for k in pending:
@@ -184,12 +172,12 @@ def main(argv):
         with preemption.forward_to(child):          # the seed checkpoints and stops
             code = child.wait()
         if code == preemption.EXIT_CODE:
-            print(f"seeds.py: seed {k} was preempted (workdir {seed_dir(workdir, k)}); "
+            print(f"seeds.py: seed {k} was preempted (workdir {common.seed_dir(workdir, k)}); "
                   "re-run the same command to resume", file=sys.stderr, flush=True)
             sys.exit(code)
         if code != 0:
             print(f"seeds.py: error: seed {k} failed with exit code {code} "
-                  f"(workdir {seed_dir(workdir, k)}); seeds before it are done, "
+                  f"(workdir {common.seed_dir(workdir, k)}); seeds before it are done, "
                   "re-run the same command to resume", file=sys.stderr, flush=True)
             sys.exit(code if code > 0 else 1)
     if FLAGS.aggregate:

@@ -23,7 +23,7 @@ import numpy as np
 from absl import flags, logging
 from ml_collections import config_flags
 
-from experiments import difficulty
+from experiments import common, difficulty
 from lazy_hasty import regimes
 from lazy_hasty.engine import checkpoint, loop, records
 from lazy_hasty.analysis import inference, sweep
@@ -154,7 +154,7 @@ def make_plan(config_path: str, workdir: str, axis: str, values_text: str, regim
     config = load_config(config_path, overrides)
     ref_epochs = reference_epochs or float(max(config.num_epochs))
     cap = max_epochs or 2 * ref_epochs
-    run = lambda v, r, k, parts: Run(v, r, k, os.path.join(workdir, *parts, f"seed_{k}"),
+    run = lambda v, r, k, parts: Run(v, r, k, common.seed_dir(os.path.join(workdir, *parts), k),
                                      ref_epochs if r == REFERENCE else cap)
     if axis == "alpha":
         names = {v: regimes.Regime("rescaled", v).name for v in values}

@@ -68,21 +68,16 @@ class DescribedDataset:
                 for split, members in self.groups.items() for name, g in members.items()}
 
 
-_REGISTRY: dict[str, DatasetFn] = {}
-
-
-def register(name: str) -> Callable[[DatasetFn], DatasetFn]:
-    """Decorator: makes ``fn`` selectable as ``config.dataset = name``."""
-    def add(fn: DatasetFn) -> DatasetFn:
-        _REGISTRY[name] = fn
-        return fn
-    return add
+BUILTIN: dict[str, str] = {
+    name: f"lazy_hasty.data.builtin:{name}"
+    for name in ("digits", "cifar10", "digits_spurious", "celeba", "waterbirds")}
+"""The paper's datasets: name -> import path of their function, imported when resolved
+(so :mod:`lazy_hasty.data.builtin` may import this module without a cycle)."""
 
 
 def registered() -> tuple[str, ...]:
     """The registered dataset names."""
-    from lazy_hasty.data import builtin  # noqa: F401  (registers the paper's datasets)
-    return tuple(_REGISTRY)
+    return tuple(BUILTIN)
 
 
 def _import(module: str, name: str) -> Any:
@@ -114,7 +109,7 @@ def resolve(name: str) -> DatasetFn:
         if name not in registered():
             raise ValueError(f"unknown dataset {name!r}; choose one of {registered()} or "
                              "give your own as 'package.module:function'")
-        return _REGISTRY[name]
+        name = BUILTIN[name]
     module, _, attr = name.rpartition(":")
     fn = getattr(_import(module, name), attr, None)
     if fn is None:

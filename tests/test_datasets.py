@@ -2,6 +2,7 @@
 dataset arguments' checks, and the difficulty spec's meaning. The user's dataset of
 docs/extending.md, through seeds.py, and its library snippet run in test_docs.py."""
 
+import inspect
 import json
 import os
 import subprocess
@@ -10,7 +11,9 @@ import sys
 import numpy as np
 import pytest
 
+from configs import difficulty_base, digits_spurious
 from lazy_hasty import datasets, difficulty
+from lazy_hasty.data import builtin
 from lazy_hasty.analysis import progress
 
 from tests import ROOT
@@ -52,7 +55,7 @@ def test_bad_module_function_is_one_line_exit_1_and_no_files(user_folder):
 def test_dataset_arguments_are_checked(extra, match, monkeypatch):
     def needs_scale(seed, scale):
         raise AssertionError("not called")
-    monkeypatch.setitem(datasets._REGISTRY, "needs_scale", needs_scale)
+    monkeypatch.setattr(datasets, "resolve", {"needs_scale": needs_scale}.__getitem__)
     with pytest.raises(ValueError, match=match):
         datasets.load("needs_scale", {"seed": 0}, extra)
 
@@ -107,9 +110,23 @@ def test_no_common_progress_is_one_clear_error():
         progress.summarize(records, correct, slices, spec, ("nl", "lin"), ["nl", "lin"], 0)
 
 
+def test_registered_datasets_take_every_argument_from_the_config():
+    """The configs are the one source of dataset defaults: every argument of a
+    registered dataset is a key of configs/difficulty_base.py, and none has a default."""
+    keys = set(difficulty_base.get_config().keys())
+    assert datasets.registered() == ("digits", "cifar10", "digits_spurious", "celeba",
+                                     "waterbirds")
+    for name in datasets.registered():
+        fn = datasets.resolve(name)
+        assert fn is getattr(builtin, name)
+        params = inspect.signature(fn).parameters
+        assert set(params) <= keys, (name, sorted(set(params) - keys))
+        assert [k for k, p in params.items() if p.default is not p.empty] == [], name
+
+
 def test_builtin_specs_put_the_easy_group_first(tmp_path):
     """On the data the specs describe, the easy group is the better-learnt one."""
-    noise = datasets.load("digits", {"seed": 0, "group_size": 0, "distractors": 0})
+    noise = datasets.load("digits", {**difficulty_base.get_config().to_dict(), "distractors": 0})
     assert noise.spec == difficulty.label_noise()
     # A nearest-class-mean classifier fit on the noisy training labels: clean examples
     # agree with their label far more often than noisy ones.
@@ -120,6 +137,6 @@ def test_builtin_specs_put_the_easy_group_first(tmp_path):
                                       .sum(-1), 1) == g.y)
     easy, hard = (noise.spec.easy.split("/")[1], noise.spec.hard.split("/")[1])
     assert acc(train[easy]) > acc(train[hard]) + 0.5
-    spurious = datasets.load("digits_spurious", {"seed": 0})
+    spurious = datasets.load("digits_spurious", digits_spurious.get_config().to_dict())
     assert spurious.spec.easy == "balanced_test/majority"
     assert set(spurious.groups["balanced_test"]) == {"majority", "minority"}

@@ -9,7 +9,7 @@ continued fraction, inverted by bisection) so the library needs only numpy.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -101,6 +101,21 @@ def across_seeds(values: Sequence[float | None], level: float = 0.95, *,
             "positive": int((kept > 0).sum()), "negative": int((kept < 0).sum()),
             "zero": int((kept == 0).sum()),
             "min": float(kept.min()) if n else None, "max": float(kept.max()) if n else None}
+
+
+def across_seed_summary(stat: str, per_seed_results: Sequence[Mapping | None],
+                        level: float = 0.95) -> dict:
+    """:func:`across_seeds` of ``stat`` over per-seed results, with each seed's own
+    (bootstrap) interval ``<stat>_interval`` kept alongside as ``per_seed_intervals``.
+
+    ``per_seed_results`` holds one mapping per seed (a run's ``summary.json`` or
+    statistics); None, or a mapping without ``stat``, is a seed without it. The
+    interval over seeds is None under 2 seeds.
+    """
+    values = [r.get(stat) if r else None for r in per_seed_results]
+    return {**across_seeds(values, level, require_interval=False),
+            "per_seed_intervals": [r.get(f"{stat}_interval") if r else None
+                                   for r in per_seed_results]}
 
 
 def _average_ranks(a: np.ndarray) -> np.ndarray:

@@ -303,34 +303,11 @@ def seed_panels(spec: DifficultySpec) -> list[tuple[str, str]]:
     return [(title(g), f"{g}/accuracy") for p in spec.figure_panels() for g in p.groups]
 
 
-def seed_grid(runs: Sequence[Sequence[Mapping]], *, regimes: Sequence[str],
-              x_key: str = "train_loss", decreasing: bool = True,
-              num: int = 60) -> np.ndarray:
-    """``num`` progress levels reached by every seed in every regime.
-
-    As :func:`lazy_hasty.analysis.progress.common_grid` for many curves: from the latest
-    start (the lowest first loss when ``decreasing``) to the least progress
-    reached (the highest minimum loss). Raises ``ValueError`` when the curves
-    share no progress range.
-    """
-    starts, ends = [], []
-    for records in runs:
-        for regime in regimes:
-            x = np.array([r[x_key] for r in records
-                          if r.get("regime") == regime and r.get(x_key) is not None], float)
-            if x.size == 0:
-                raise ValueError(f"a seed has no {x_key!r} record for regime {regime!r}")
-            starts.append(x[0])
-            ends.append(x.min() if decreasing else x.max())
-    if decreasing:
-        start, end = min(starts), max(ends)
-        empty = end >= start
-    else:
-        start, end = max(starts), min(ends)
-        empty = end <= start
-    if empty:
-        raise ValueError(f"the seeds/regimes share no {x_key!r} range; train them longer")
-    return np.linspace(start, end, num)
+def _seed_curves(records: Sequence[Mapping], regime: str, *keys: str) -> list[np.ndarray]:
+    """One array per key of the records of ``regime`` that carry every key, in order."""
+    rows = [r for r in records
+            if r.get("regime") == regime and all(r.get(k) is not None for k in keys)]
+    return [np.array([r[k] for r in rows], float) for k in keys]
 
 
 def align_runs(runs: Sequence[Sequence[Mapping]], regime: str, x_key: str, y_key: str,
@@ -341,11 +318,8 @@ def align_runs(runs: Sequence[Sequence[Mapping]], regime: str, x_key: str, y_key
     grid = np.asarray(grid, float)
     out = np.full((len(runs), len(grid)), np.nan)
     for s, records in enumerate(runs):
-        rows = [r for r in records if r.get("regime") == regime
-                and r.get(x_key) is not None and r.get(y_key) is not None]
-        if rows:
-            x = np.array([r[x_key] for r in rows], float)
-            y = np.array([r[y_key] for r in rows], float)
+        x, y = _seed_curves(records, regime, x_key, y_key)
+        if x.size:
             out[s] = progress.at_progress(x, y, grid, decreasing=decreasing)
     return out
 
@@ -358,11 +332,15 @@ def plot_seed_bands(path: str, runs: Sequence[Sequence[Mapping]], *, regimes: Se
 
     ``runs`` holds one record list per seed (records as in ``metrics.jsonl``).
     Every curve is first read on one progress grid shared by all seeds and
-    regimes (:func:`seed_grid`, :func:`align_runs`), so seeds are compared at
-    equal progress rather than equal step. ``x_key`` is the progress key (axis
-    reversed when ``decreasing``: progress goes right).
+    regimes (:func:`lazy_hasty.analysis.progress.common_grid`, :func:`align_runs`), so
+    seeds are compared at equal progress rather than equal step; it raises
+    :class:`~lazy_hasty.analysis.progress.NoCommonProgressError` when they share no
+    range. ``x_key`` is the progress key (axis reversed when ``decreasing``:
+    progress goes right).
     """
-    grid = seed_grid(runs, regimes=regimes, x_key=x_key, decreasing=decreasing)
+    grid = progress.common_grid(*(_seed_curves(records, regime, x_key)[0]
+                                  for records in runs for regime in regimes),
+                                decreasing=decreasing)
     colours = ("tab:blue", "tab:orange", "tab:green", "tab:red")
     ncols = min(len(panels), 4)
     nrows = max(1, math.ceil(len(panels) / ncols))

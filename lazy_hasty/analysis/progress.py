@@ -17,7 +17,7 @@ from lazy_hasty.difficulty import DifficultySpec
 
 
 class NoCommonProgressError(ValueError):
-    """Two runs share no progress range, so they cannot be compared at equal progress."""
+    """Runs share no progress range, so they cannot be compared at equal progress."""
 
 
 def reached(loss, thresholds):
@@ -85,16 +85,26 @@ def at_progress(progress_values: np.ndarray, metric: np.ndarray, grid: np.ndarra
     return out
 
 
-def common_grid(progress_a: np.ndarray, progress_b: np.ndarray, *, decreasing: bool = True,
-                num: int = 100) -> np.ndarray:
-    """``num`` progress levels reached by both runs, from their common start."""
-    a, b = np.asarray(progress_a, float), np.asarray(progress_b, float)
+def common_grid(*curves: np.ndarray, decreasing: bool = True, num: int = 100) -> np.ndarray:
+    """``num`` progress levels that every curve passes, from their common start.
+
+    Each curve is one run's progress values in training order (e.g. its training
+    loss). The levels run from the latest start (the lowest first value when
+    ``decreasing``) to the least progress any curve reaches (the highest
+    minimum), so every curve can be read at every level (:func:`at_progress`).
+    Raises :class:`NoCommonProgressError` when the curves share no range (or
+    none, or an empty one, is given).
+    """
+    arrays = [np.asarray(c, float) for c in curves]
+    if not arrays or any(a.size == 0 for a in arrays):
+        raise NoCommonProgressError("no progress values to compare (a curve is empty)")
+    starts = [a[0] for a in arrays]
     if decreasing:
-        start, end = min(a[0], b[0]), max(a.min(), b.min())
+        start, end = min(starts), max(a.min() for a in arrays)
     else:
-        start, end = max(a[0], b[0]), min(a.max(), b.max())
+        start, end = max(starts), min(a.max() for a in arrays)
     if (end >= start) if decreasing else (end <= start):
-        raise NoCommonProgressError("the two runs share no progress range; train them longer")
+        raise NoCommonProgressError("the curves share no progress range; train them longer")
     return np.linspace(start, end, num)
 
 

@@ -81,10 +81,7 @@ def run_statistics(run: RunData, reference: RunData, spec: DifficultySpec, seed:
 def _per_value(stat: str, value: float, regime: str, runs: Sequence[Optional[dict]],
                diverged: Sequence[bool]) -> dict:
     """Across-seed summary of ``stat`` at one axis value (seeds without it: None)."""
-    values = [r.get(stat) if r else None for r in runs]
-    return {"value": value, "regime": regime,
-            **inference.across_seeds(values, require_interval=False),
-            "per_seed_intervals": [r.get(f"{stat}_interval") if r else None for r in runs],
+    return {"value": value, "regime": regime, **inference.across_seed_summary(stat, runs),
             "diverged_seeds": int(sum(diverged))}
 
 

@@ -9,6 +9,10 @@ the groups a spurious feature helps or misleads, on balanced sets.
 
 Every group is a seeded sample of at most ``group_size`` examples (0: all);
 ``test/all`` holds ``test_size`` test examples (0: all).
+
+The functions' arguments have no defaults: :func:`lazy_hasty.datasets.load` passes
+the config's values, so the configs (``configs/difficulty_base.py`` and the configs
+derived from it) are the one place a dataset's defaults are set.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from lazy_hasty import difficulty as spec_lib
 from lazy_hasty.analysis import consistency
 from lazy_hasty.data import cscores as cscores_lib, groups as groups_lib, noise, splits
 from lazy_hasty.data.spurious import SpuriousData
-from lazy_hasty.datasets import DescribedDataset, register
+from lazy_hasty.datasets import DescribedDataset
 
 SECTION4_DIFFICULTIES = ("noise", "cscores")
 
@@ -93,11 +97,9 @@ def section4(ds: splits.Dataset, *, difficulty: str, seed: int, label_noise: flo
     return DescribedDataset(train, _materialise(named, source), ds.num_classes, spec)
 
 
-@register("digits")
-def digits(*, seed: int, difficulty: str = "noise", distractors: int = 0,
-           label_noise: float = 0.15, group_size: int = 0, test_size: int = 0,
-           cscores: str = "estimate", cscore_cache: str = "",
-           cscore_models_per_ratio: int = 32, cscore_steps: int = 200) -> DescribedDataset:
+def digits(*, seed: int, difficulty: str, distractors: int, label_noise: float,
+           group_size: int, test_size: int, cscores: str, cscore_cache: str,
+           cscore_models_per_ratio: int, cscore_steps: int) -> DescribedDataset:
     """scikit-learn's digits (embedded), optionally with pure-noise distractor features."""
     from lazy_hasty.data import digits as digits_lib
     _check_difficulty("digits", difficulty, SECTION4_DIFFICULTIES)
@@ -111,11 +113,10 @@ def digits(*, seed: int, difficulty: str = "noise", distractors: int = 0,
                     cscore_steps=cscore_steps)
 
 
-@register("cifar10")
-def cifar10(*, seed: int, data_dir: str = "", train_size: int = 40_000,
-            difficulty: str = "noise", label_noise: float = 0.15, group_size: int = 0,
-            test_size: int = 0, cscores: str = "estimate", cscore_cache: str = "",
-            cscore_models_per_ratio: int = 32, cscore_steps: int = 200) -> DescribedDataset:
+def cifar10(*, seed: int, data_dir: str, train_size: int, difficulty: str,
+            label_noise: float, group_size: int, test_size: int, cscores: str,
+            cscore_cache: str, cscore_models_per_ratio: int,
+            cscore_steps: int) -> DescribedDataset:
     """CIFAR-10 from a TFDS ``data_dir`` prepared offline: train[:train_size], held-out rest."""
     from lazy_hasty.data import tfds_sources
     _check_difficulty("cifar10", difficulty, SECTION4_DIFFICULTIES)
@@ -143,11 +144,9 @@ def section5(data: SpuriousData, *, seed: int, group_size: int,
                             data.num_classes, spec_lib.spurious(data.easy, data.hard))
 
 
-@register("digits_spurious")
-def digits_spurious(*, seed: int, difficulty: str = "spurious", majority_fraction: float = 0.9,
-                    cue_strength: float = 0.1, cue_patch: int = 0, balanced_per_group: int = 45,
-                    distractors: int = 0, group_size: int = 0,
-                    test_size: int = 0) -> DescribedDataset:
+def digits_spurious(*, seed: int, difficulty: str, majority_fraction: float,
+                    cue_strength: float, cue_patch: int, balanced_per_group: int,
+                    distractors: int, group_size: int, test_size: int) -> DescribedDataset:
     """Digits < 5 on a faint background colour that agrees with the label for the majority."""
     from lazy_hasty.data import digits_spurious as twin
     _check_difficulty("digits_spurious", difficulty, ("spurious",))
@@ -157,10 +156,9 @@ def digits_spurious(*, seed: int, difficulty: str = "spurious", majority_fractio
     return section5(data, seed=seed, group_size=group_size, test_size=test_size)
 
 
-@register("celeba")
-def celeba(*, seed: int, data_dir: str = "", difficulty: str = "spurious",
-           train_size: int = 20_000, balanced_per_group: int = 180, image_size: int = 224,
-           group_size: int = 0, test_size: int = 0) -> DescribedDataset:
+def celeba(*, seed: int, data_dir: str, difficulty: str, train_size: int,
+           balanced_per_group: int, image_size: int, group_size: int,
+           test_size: int) -> DescribedDataset:
     """CelebA blond vs not, spurious attribute male, from a TFDS ``data_dir``."""
     from lazy_hasty.data import celeba as celeba_lib
     _check_difficulty("celeba", difficulty, ("spurious",))
@@ -170,10 +168,8 @@ def celeba(*, seed: int, data_dir: str = "", difficulty: str = "spurious",
     return section5(data, seed=seed, group_size=group_size, test_size=test_size)
 
 
-@register("waterbirds")
-def waterbirds(*, seed: int, data_dir: str = "", difficulty: str = "spurious",
-               balanced_per_group: int = 180, image_size: int = 224, group_size: int = 0,
-               test_size: int = 0) -> DescribedDataset:
+def waterbirds(*, seed: int, data_dir: str, difficulty: str, balanced_per_group: int,
+               image_size: int, group_size: int, test_size: int) -> DescribedDataset:
     """Waterbirds from the folder of its release (``metadata.csv`` and the images)."""
     from lazy_hasty.data import waterbirds as waterbirds_lib
     _check_difficulty("waterbirds", difficulty, ("spurious",))

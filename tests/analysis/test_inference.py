@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from lazy_hasty.analysis.inference import across_seeds, bootstrap_spearman, spearman, t_quantile
+from lazy_hasty.analysis.inference import (across_seed_summary, across_seeds, bootstrap_spearman,
+                                           spearman, t_quantile)
 from lazy_hasty.rng import numpy_rng
 
 # Two-sided table values t_{p, df}.
@@ -63,6 +64,26 @@ def test_across_seeds_drops_missing_and_counts_signs():
     np.testing.assert_allclose(got["interval"], [0.45 - half, 0.45 + half], rtol=1e-9)
     assert (got["positive"], got["negative"], got["zero"]) == (2, 1, 1)
     assert (got["min"], got["max"]) == (-0.2, 1.5)
+
+
+def test_across_seed_summary_of_per_seed_results():
+    # Seeds 0, 2, 3 have the statistic (1, 2, 4); seed 1 is missing. Mean 7/3, sd with
+    # ddof=1 sqrt(7/3), half-width t_{0.975,2} = 4.30265273 (table) times sd / sqrt(3).
+    results = [{"h": 1.0, "h_interval": [0.5, 1.5]}, None,
+               {"h": 2.0, "h_interval": [1.0, 3.0], "other": 9.0}, {"h": 4.0}]
+    got = across_seed_summary("h", results)
+    half = 4.30265273 * math.sqrt(7 / 3) / math.sqrt(3)
+    assert list(got) == ["values", "num_seeds", "mean", "interval", "positive", "negative",
+                         "zero", "min", "max", "per_seed_intervals"]
+    assert got["values"] == [1.0, None, 2.0, 4.0] and got["num_seeds"] == 3
+    assert got["mean"] == pytest.approx(7 / 3, abs=1e-12)
+    np.testing.assert_allclose(got["interval"], [7 / 3 - half, 7 / 3 + half], rtol=1e-8)
+    assert (got["positive"], got["negative"], got["zero"]) == (3, 0, 0)
+    assert (got["min"], got["max"]) == (1.0, 4.0)
+    assert got["per_seed_intervals"] == [[0.5, 1.5], None, [1.0, 3.0], None]
+    one = across_seed_summary("h", [None, {"h": -0.5, "h_interval": [-1.0, 0.0]}])
+    assert (one["mean"], one["interval"], one["negative"]) == (-0.5, None, 1)
+    assert one["per_seed_intervals"] == [None, [-1.0, 0.0]]
 
 
 def test_across_seeds_level_and_constant_values():

@@ -208,6 +208,30 @@ def test_common_grid_decreasing_and_increasing():
     assert len(progress.common_grid(np.array([1.0, 0.0]), np.array([1.0, 0.0]))) == 100
 
 
+def test_common_grid_of_many_curves():
+    # Decreasing: from the lowest start (1.8) to the highest minimum (0.8, the third curve's).
+    curves = [np.array([2.0, 1.0, 0.5]), np.array([1.8, 0.9, 0.7]),
+              np.array([1.9, 1.2, 0.8, 1.0])]
+    np.testing.assert_allclose(progress.common_grid(*curves, num=6),
+                               [1.8, 1.6, 1.4, 1.2, 1.0, 0.8], atol=1e-15)
+    # Increasing: from the highest start (0.3) to the lowest maximum (0.6, reached then lost).
+    curves = [np.array([0.1, 0.5, 0.9]), np.array([0.2, 0.6, 0.4]), np.array([0.3, 0.95])]
+    np.testing.assert_allclose(progress.common_grid(*curves, decreasing=False, num=4),
+                               [0.3, 0.4, 0.5, 0.6], atol=1e-15)
+    np.testing.assert_allclose(progress.common_grid(np.array([1.0, 0.0]), num=3),
+                               [1.0, 0.5, 0.0])
+
+
+@pytest.mark.parametrize("curves, match", [
+    ([[2.0, 1.0], [1.8, 0.9], [0.8, 0.5]], "share no progress range"),  # the third starts late
+    ([[2.0, 1.0], []], "a curve is empty"),
+    ([], "a curve is empty"),
+])
+def test_common_grid_of_many_curves_without_a_shared_range_raises(curves, match):
+    with pytest.raises(progress.NoCommonProgressError, match=match):
+        progress.common_grid(*map(np.array, curves))
+
+
 @pytest.mark.parametrize("a, b, decreasing", [
     ([1.0, 0.9], [0.8, 0.5], True),              # b starts below a's best
     ([0.7, 0.7], [0.7, 0.7], True),              # nobody moves

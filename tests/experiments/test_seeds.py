@@ -11,7 +11,7 @@ import pytest
 
 from lazy_hasty import difficulty
 from lazy_hasty.engine import records
-from lazy_hasty.analysis import plots
+from lazy_hasty.analysis import plots, progress
 
 from tests import ROOT
 SCRIPT = os.path.join(ROOT, "experiments", "seeds.py")
@@ -135,16 +135,17 @@ def _records(shift=0.0):
                for i, x in enumerate([1.8, 1.2, 1.1])])
 
 
-def test_seed_grid_is_the_shared_progress_range():
-    grid = plots.seed_grid([_records(), _records()], regimes=["alpha=1", "alpha=100"])
-    np.testing.assert_allclose(grid, np.linspace(1.8, 1.1, 60))
-    rising = [{"regime": "a", "p": p} for p in (0.1, 0.5, 0.7)]
-    np.testing.assert_allclose(
-        plots.seed_grid([rising, [{"regime": "a", "p": p} for p in (0.2, 0.9)]], regimes=["a"],
-                        x_key="p", decreasing=False, num=3), [0.2, 0.45, 0.7])
-    with pytest.raises(ValueError, match="share no"):
-        plots.seed_grid([[{"regime": "a", "p": 0.5}], rising], regimes=["a"], x_key="p",
-                        decreasing=False)
+def test_seed_bands_need_a_progress_range_every_seed_shares(tmp_path):
+    path = tmp_path / "fig4.png"
+    rising = [{"regime": "a", "p": p, "y": 0.5} for p in (0.1, 0.5, 0.7)]
+    draw = lambda runs: plots.plot_seed_bands(str(path), runs, regimes=["a"],
+                                              panels=[("y", "y")], x_key="p",
+                                              decreasing=False)
+    with pytest.raises(progress.NoCommonProgressError, match="share no progress range"):
+        draw([[{"regime": "a", "p": 0.5, "y": 0.5}], rising])     # one seed never moves
+    with pytest.raises(progress.NoCommonProgressError, match="a curve is empty"):
+        draw([[{"regime": "b", "p": 0.5, "y": 0.5}], rising])     # no records of regime a
+    assert not path.exists()
 
 
 def test_align_runs_interpolates_and_identical_seeds_have_no_band():
