@@ -9,7 +9,9 @@ import path of a user's own function, ``package.module:function`` or
 ``path/to/file.py:function``; a module path is looked up from the current
 directory too. :func:`load` calls the function with the config values its
 parameters name (and ``config.dataset_kwargs``), so a new dataset needs no edit
-of the library.
+of the library. :func:`load` also checks what the function returns (:func:`check`)
+before a driver writes anything, so a broken dataset is one clear error, not a
+divergence or a crash mid-run.
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ from lazy_hasty.data.splits import Split
 from lazy_hasty.difficulty import DifficultySpec
 
 DatasetFn = Callable[..., "DescribedDataset"]
+
+FINITE_CHECK_BYTES = 64 << 20
+"""Floating inputs are checked for NaN and inf in chunks of about this many bytes, so
+a large memory-mapped array is read once, piece by piece, not copied whole."""
+
+
+class DatasetError(ValueError):
+    """A dataset function returned data that cannot be trained on; :func:`load` names
+    the function in the message."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,12 +62,12 @@ class DescribedDataset:
 
     def __post_init__(self) -> None:
         if not isinstance(self.train, Split):
-            raise ValueError(f"DescribedDataset.train must be a Split, got "
-                             f"{type(self.train).__name__}")
+            raise DatasetError(f"DescribedDataset.train must be a Split, got "
+                               f"{type(self.train).__name__}")
         if not isinstance(self.spec, DifficultySpec):
-            raise ValueError(f"DescribedDataset.spec must be a DifficultySpec, got "
-                             f"{type(self.spec).__name__}")
-        groups = {split: {name: g if isinstance(g, Split) else Split(*map(np.asarray, g))
+            raise DatasetError(f"DescribedDataset.spec must be a DifficultySpec, got "
+                               f"{type(self.spec).__name__}")
+        groups = {split: {name: _as_split(f"{split}/{name}", g)
                           for name, g in members.items()}
                   for split, members in self.groups.items()}
         object.__setattr__(self, "groups", groups)
@@ -66,6 +77,83 @@ class DescribedDataset:
         """``{"split/group": (x, y)}`` in split, then group order."""
         return {f"{split}/{name}": (g.x, g.y)
                 for split, members in self.groups.items() for name, g in members.items()}
+
+
+def _as_split(group: str, examples: Split | tuple) -> Split:
+    """``examples`` as a :class:`Split`; an ``(x, y)`` pair that cannot be one names ``group``."""
+    if isinstance(examples, Split):
+        return examples
+    try:
+        return Split(*map(np.asarray, examples))
+    except (TypeError, ValueError) as err:
+        raise DatasetError(f"group {group!r}: {err}") from None
+
+
+def _first_non_finite(x: Any) -> int | None:
+    """Index of the first example of ``x`` holding NaN or inf (None if there is none).
+
+    Integer and boolean inputs are finite by construction and are not read; floating
+    ones are read in chunks of about :data:`FINITE_CHECK_BYTES`. Raises TypeError
+    for non-numeric inputs.
+    """
+    dtype = np.dtype(x.dtype)
+    if np.issubdtype(dtype, np.integer) or dtype == bool:
+        return None
+    if not np.issubdtype(dtype, np.number):
+        raise TypeError(f"inputs have dtype {dtype}")
+    row_bytes = max(dtype.itemsize * int(np.prod(x.shape[1:])), 1)
+    chunk = max(FINITE_CHECK_BYTES // row_bytes, 1)
+    for start in range(0, len(x), chunk):
+        finite = np.isfinite(np.asarray(x[start:start + chunk]))
+        bad = np.flatnonzero(~finite.all(axis=tuple(range(1, finite.ndim))))
+        if bad.size:
+            return start + int(bad[0])
+    return None
+
+
+def _check_examples(where: str, examples: Split, num_classes: int) -> None:
+    """Integer labels in ``[0, num_classes)`` and finite numeric inputs."""
+    x, y = examples.x, examples.y
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DatasetError(f"{where} labels have dtype {y.dtype}; labels must be integer "
+                           "class indices (e.g. y.astype(np.int32))")
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= num_classes:
+        raise DatasetError(f"{where} labels span [{low}, {high}] but num_classes is "
+                           f"{num_classes}; labels must lie in [0, {num_classes}): remap them "
+                           "or raise num_classes")
+    try:
+        bad = _first_non_finite(x)
+    except TypeError as err:
+        raise DatasetError(f"{where} {err}; inputs must be numeric arrays") from None
+    if bad is not None:
+        raise DatasetError(f"{where} inputs are not finite: example {bad} holds NaN or inf; "
+                           "repair or drop such examples")
+
+
+def check(data: DescribedDataset) -> None:
+    """Refuses data a run could not train on or evaluate, before anything is written.
+
+    The training set and every group must be non-empty, with integer labels in
+    ``[0, num_classes)`` and finite inputs; every group's examples must have the
+    training examples' shape. (:class:`Split` already holds one label per example,
+    ``y`` 1-D.) Out-of-range labels or NaN inputs would otherwise surface as a
+    divergence mid-run, an empty group as NaN accuracies.
+    """
+    if len(data.train) == 0:
+        raise DatasetError("the training set is empty; return at least one training example")
+    _check_examples("the training set", data.train, data.num_classes)
+    shape = tuple(data.train.x.shape[1:])
+    for split, members in data.groups.items():
+        for name, examples in members.items():
+            where = f"group '{split}/{name}'"
+            if len(examples) == 0:
+                raise DatasetError(f"{where} is empty; give it examples or leave it out")
+            if tuple(examples.x.shape[1:]) != shape:
+                raise DatasetError(f"{where} has examples of shape {tuple(examples.x.shape[1:])}"
+                                   f" but the training set's are {shape}; give every group "
+                                   "inputs shaped like the training inputs")
+            _check_examples(where, examples, data.num_classes)
 
 
 BUILTIN: dict[str, str] = {
@@ -126,7 +214,8 @@ def load(name: str, values: Mapping[str, Any],
 
     ``values`` are the config's values; ``extra`` (``config.dataset_kwargs``)
     passes arguments the config has no key for. Raises ValueError naming a
-    missing or unknown argument, or a wrong return type.
+    missing or unknown argument, or a wrong return type, and :class:`DatasetError`
+    naming the dataset when its data fail :func:`check`.
     """
     fn, extra = resolve(name), dict(extra or {})
     params = inspect.signature(fn).parameters
@@ -142,8 +231,12 @@ def load(name: str, values: Mapping[str, Any],
                                                                  param.VAR_POSITIONAL):
             raise ValueError(f"dataset {name!r} needs argument {key!r}, which the config "
                              "does not have; pass it in config.dataset_kwargs")
-    data = fn(**kwargs)
-    if not isinstance(data, DescribedDataset):
-        raise ValueError(f"dataset {name!r} returned a {type(data).__name__}; a dataset "
-                         "function must return lazy_hasty.datasets.DescribedDataset")
+    try:
+        data = fn(**kwargs)
+        if not isinstance(data, DescribedDataset):
+            raise ValueError(f"dataset {name!r} returned a {type(data).__name__}; a dataset "
+                             "function must return lazy_hasty.datasets.DescribedDataset")
+        check(data)
+    except DatasetError as err:
+        raise DatasetError(f"dataset {name!r}: {err}") from None
     return data

@@ -5,6 +5,7 @@ import json
 import os
 import struct
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from experiments import difficulty
 from lazy_hasty import difficulty as spec_lib
 from lazy_hasty.engine import records
-from lazy_hasty.analysis import inference, learning_times, progress
+from lazy_hasty.analysis import inference, learning_times, plots, progress
 
 FILES = ("config.json", "metrics.jsonl", "per_example.npz", "summary.json", "fig2.png")
 PROBE_KEYS = ("sign_similarity", "ntk_alignment", "representation_alignment")
@@ -26,11 +27,30 @@ def run(config, workdir):
             "summary": json.load(open(os.path.join(workdir, "summary.json")))}
 
 
+def check_figure(path, draw):
+    """The figure file at ``path`` is, byte for byte, what ``draw(other_path)`` saves:
+    a driver's figure is the drawing of the records it wrote (the drawing itself is
+    checked in tests/analysis/test_plots.py)."""
+    with tempfile.TemporaryDirectory() as folder:
+        again = os.path.join(folder, os.path.basename(path))
+        draw(again)
+        with open(path, "rb") as saved, open(again, "rb") as redrawn:
+            assert saved.read() == redrawn.read(), f"{path} is not the figure of the records"
+
+
+def check_difficulty_figure(run, name):
+    """``name`` (fig2.png or fig3.png) is Figs. 2-3 of metrics.jsonl, with the spec of
+    summary.json."""
+    spec = spec_lib.DifficultySpec.from_dict(run["summary"]["spec"])
+    names = list(dict.fromkeys(r["regime"] for r in run["records"]))
+    check_figure(os.path.join(run["dir"], name), lambda path: plots.plot_difficulty(
+        path, run["records"], regimes=names, spec=spec))
+
+
 def check_files(run):
     for name in FILES:
         assert os.path.getsize(os.path.join(run["dir"], name)) > 0, name
-    with open(os.path.join(run["dir"], "fig2.png"), "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    check_difficulty_figure(run, "fig2.png")
     with open(os.path.join(run["dir"], "config.json")) as f:
         assert json.load(f) == json.loads(json.dumps(run["config"].to_dict()))
 
@@ -116,12 +136,14 @@ def check_summary(run, easy, hard, progress_key, decreasing):
 
 def check_learning_times(run):
     """learning_times.npz against learning times recomputed from per_example.npz and
-    metrics.jsonl, its figure, and summary.json's learning_times against the npz."""
-    with open(os.path.join(run["dir"], "learning_times.png"), "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    metrics.jsonl, its figure (the drawing of the npz), and summary.json's
+    learning_times against the npz."""
     with np.load(os.path.join(run["dir"], "learning_times.npz"), allow_pickle=False) as z:
         times = dict(z)
     spec = spec_lib.DifficultySpec.from_dict(run["summary"]["spec"])
+    compare = tuple(run["config"].compare) if len(regimes(run)) > 1 else None
+    check_figure(os.path.join(run["dir"], "learning_times.png"),
+                 lambda path: plots.plot_learning_times(path, times, spec, compare))
     npz = run["npz"]
     names, bounds = [str(n) for n in npz["group_names"]], npz["group_bounds"]
     ladder = spec.difficulty_ladder()

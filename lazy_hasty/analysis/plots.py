@@ -3,6 +3,10 @@
 Every figure of the reproduction lives in this module: Fig. 1 (the yin-yang
 toy), Figs. 2 and 3 (example difficulty, spurious correlations; one run) and
 Fig. 4 (bands over seeds), learning times and Fig. 5 (a sweep). Uses matplotlib's "Agg" backend.
+
+Each ``plot_*`` function saves its figure and returns it closed in pyplot: a
+driver that draws many figures holds none open, while a caller (a test, a
+notebook) can still read what was drawn (axes, titles, line data) or save it again.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.gridspec import GridSpec  # noqa: E402
 from matplotlib.patches import Circle  # noqa: E402
 
@@ -111,8 +116,8 @@ def plot_fig1(
     loss_yscale: str = "linear",
     suptitle: str | None = None,
     dpi: int = 120,
-) -> float:
-    """Draw Fig. 1 and save it as a PNG at ``path``; returns the colour-scale ``vmax``.
+) -> Figure:
+    """Draw Fig. 1, save it as a PNG at ``path`` and return it.
 
     Args:
       train_points, train_labels: one seed's training set, ``(n, 2)`` and ``(n,)`` in {±1}.
@@ -126,8 +131,9 @@ def plot_fig1(
       grid_points: ``(M, 2)`` grid of :func:`~lazy_hasty.data.yinyang.grid_points`,
         used for the image extent (default: the whole square ``[-1, 1]^2``).
 
-    All Δ maps share one symmetric colour scale, ``vmax = max |Δ|`` over every map
-    shown (NaNs ignored), green where the non-linear regime has the lower loss.
+    All Δ maps share one symmetric colour scale, ``[-vmax, vmax]`` with ``vmax =
+    max |Δ|`` over every map shown (NaNs ignored), green where the non-linear
+    regime has the lower loss.
     """
     thresholds = [float(t) for t in thresholds]
     n_t, refs = len(thresholds), list(delta_maps)
@@ -141,9 +147,7 @@ def plot_fig1(
     _fig1_delta_maps(fig, gs, maps, thresholds, grid_points, vmax if vmax > 0 else 1e-12)
     if suptitle:
         fig.suptitle(suptitle)
-    save_figure(fig, path, dpi)
-    plt.close(fig)
-    return vmax
+    return _save_and_close(fig, path, dpi)
 
 
 _FIG1_LETTERS = "cdefghijklmnopqrstuvwxyz"
@@ -228,6 +232,13 @@ def save_figure(fig, path: str, dpi: int) -> None:
     records.atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi), mode="wb")
 
 
+def _save_and_close(fig: Figure, path: str, dpi: int) -> Figure:
+    """Saves ``fig`` (:func:`save_figure`), closes it in pyplot and returns it."""
+    save_figure(fig, path, dpi)
+    plt.close(fig)
+    return fig
+
+
 REGIME_STYLES = ("-", "--", ":", "-.")
 """Line style of each regime, in the order given (paper: solid α=1, dashed α=100)."""
 
@@ -258,10 +269,11 @@ def _colours(spec: DifficultySpec, groups: Sequence[str]) -> list:
 
 
 def plot_difficulty(path: str, records: Sequence[Mapping], *, regimes: Sequence[str],
-                    spec: DifficultySpec, dpi: int = 110) -> None:
+                    spec: DifficultySpec, dpi: int = 110) -> Figure:
     """Figs. 2 and 3 from records: the spec's panels of group accuracy against the
     spec's progress measure (axis reversed when it decreases: progress goes
     right), then the linearity metrics. Solid line: first regime; dashed: second.
+    Saved at ``path``; returns the figure.
     """
     x_key, decreasing, xlabel = spec.progress_key, spec.decreasing, spec.progress_label
     panels = spec.figure_panels()
@@ -292,8 +304,7 @@ def plot_difficulty(path: str, records: Sequence[Mapping], *, regimes: Sequence[
         ax.set(title=metric.replace("_", " "), xlabel=xlabel, ylim=(-0.05, 1.05))
         if i == 0:
             ax.legend(fontsize=7)
-    save_figure(fig, path, dpi)
-    plt.close(fig)
+    return _save_and_close(fig, path, dpi)
 
 
 def seed_panels(spec: DifficultySpec) -> list[tuple[str, str]]:
@@ -326,7 +337,7 @@ def align_runs(runs: Sequence[Sequence[Mapping]], regime: str, x_key: str, y_key
 
 def plot_seed_bands(path: str, runs: Sequence[Sequence[Mapping]], *, regimes: Sequence[str],
                     panels: Sequence[tuple[str, str]], x_key: str = "train_loss",
-                    decreasing: bool = True, dpi: int = 110) -> None:
+                    decreasing: bool = True, dpi: int = 110) -> Figure:
     """Fig. 3/4 over seeds: per panel ``(title, y_key)``, each regime's median over
     seeds (line) and min–max band over seeds (shaded), against progress.
 
@@ -336,7 +347,7 @@ def plot_seed_bands(path: str, runs: Sequence[Sequence[Mapping]], *, regimes: Se
     seeds are compared at equal progress rather than equal step; it raises
     :class:`~lazy_hasty.analysis.progress.NoCommonProgressError` when they share no
     range. ``x_key`` is the progress key (axis reversed when ``decreasing``:
-    progress goes right).
+    progress goes right). Saved at ``path``; returns the figure.
     """
     grid = progress.common_grid(*(_seed_curves(records, regime, x_key)[0]
                                   for records in runs for regime in regimes),
@@ -365,8 +376,7 @@ def plot_seed_bands(path: str, runs: Sequence[Sequence[Mapping]], *, regimes: Se
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=7)
     fig.suptitle(f"median and min–max over {len(runs)} seed(s), at equal progress")
-    save_figure(fig, path, dpi)
-    plt.close(fig)
+    return _save_and_close(fig, path, dpi)
 
 
 def _ladder_colours(spec: DifficultySpec, ladder: Sequence[str]) -> list:
@@ -422,12 +432,13 @@ def _learning_time_scatter(ax: plt.Axes, times: Mapping[str, np.ndarray],
 
 
 def plot_learning_times(path: str, times: Mapping[str, np.ndarray], spec: DifficultySpec,
-                        compare: Sequence[str] | None, *, dpi: int = 110) -> None:
+                        compare: Sequence[str] | None, *, dpi: int = 110) -> Figure:
     """Per-example learning times (``learning_times.npz`` arrays, see
     :func:`lazy_hasty.analysis.learning_times.difficulty_learning_times`): one panel per regime
     of per-group empirical CDFs on the spec's progress axis (reversed when it
     decreases: progress goes right), then ``compare[0]`` against ``compare[1]`` per
-    example (no scatter when ``compare`` is None: a run of one regime).
+    example (no scatter when ``compare`` is None: a run of one regime). Saved at
+    ``path``; returns the figure.
     """
     regimes = [str(r) for r in times["regimes"]]
     panels = len(regimes) + (compare is not None)
@@ -437,8 +448,7 @@ def plot_learning_times(path: str, times: Mapping[str, np.ndarray], spec: Diffic
         _learning_time_cdfs(ax, times, regime, spec)
     if compare is not None:
         _learning_time_scatter(axes[0, -1], times, compare, spec)
-    save_figure(fig, path, dpi)
-    plt.close(fig)
+    return _save_and_close(fig, path, dpi)
 
 
 def _sweep_statistic_panel(ax: plt.Axes, summary: Mapping, stat: str, log_axis: bool) -> None:
@@ -478,9 +488,11 @@ def _sweep_linearity_panel(ax: plt.Axes, summary: Mapping, stat: str, metric: st
     ax.legend(fontsize=6, ncol=2)
 
 
-def plot_sweep(path: str, summary: Mapping, spec: DifficultySpec, *, dpi: int = 120) -> None:
+def plot_sweep(path: str, summary: Mapping, spec: DifficultySpec, *,
+               dpi: int = 120) -> Figure:
     """Fig. 5: the spec's first statistic along the sweep's axis, and against how
-    linear each run stayed (sign similarity, NTK alignment)."""
+    linear each run stayed (sign similarity, NTK alignment). Saved at ``path``;
+    returns the figure."""
     stat = spec.statistics[0]
     log_axis = min(summary["values"]) > 0
     fig, axes = plt.subplots(1, 3, figsize=(3 * PANEL_INCHES * 1.3, PANEL_INCHES * 1.2))
@@ -489,5 +501,4 @@ def plot_sweep(path: str, summary: Mapping, spec: DifficultySpec, *, dpi: int = 
         _sweep_linearity_panel(ax, summary, stat, metric)
     fig.suptitle(f"{spec.name}: {len(summary['seeds'])} seeds")
     fig.tight_layout()
-    save_figure(fig, path, dpi)
-    plt.close(fig)
+    return _save_and_close(fig, path, dpi)

@@ -188,11 +188,26 @@ def test_difficulty_learning_times_arrays_and_summary():
     assert summary["b"]["num_censored"] == 0
 
 
-def test_plot_learning_times(tmp_path):
+def test_plot_learning_times_of_the_arrays_with_a_wholly_censored_regime(tmp_path):
+    """The figure of difficulty_learning_times' own arrays: "a" per group as worked out
+    above (the hard group censored: no step drawn), "b" all censored, so the
+    per-example scatter holds no point and no diagonal."""
     from lazy_hasty.analysis import plots
     correct = {"a": HISTORY, "b": np.zeros_like(HISTORY)}   # b: every example censored
     records = LOSS_RECORDS + [dict(r, regime="b") for r in LOSS_RECORDS]
     arrays, _ = difficulty_learning_times(records, correct, SLICES, LADDER_SPEC, ("a", "b"), 0)
-    path = tmp_path / "learning_times.png"
-    plots.plot_learning_times(str(path), arrays, LADDER_SPEC, ("a", "b"))
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fig = plots.plot_learning_times(str(tmp_path / "learning_times.png"), arrays, LADDER_SPEC,
+                                    ("a", "b"))
+    a, b, scatter = fig.axes
+    assert a.get_title() == "a: learned for good (33% censored)"
+    easy, mid, hard = (line.get_xydata() for line in a.get_lines())
+    np.testing.assert_array_equal(easy, [[2.0, 0.5], [1.5, 1.0]])
+    np.testing.assert_array_equal(mid, [[1.0, 0.5], [0.5, 1.0]])
+    assert hard.shape == (0, 2)
+    assert [t.get_text() for t in a.get_legend().get_texts()] == [
+        "easy (0% censored)", "mid (0% censored)", "hard (100% censored)"]
+    assert b.get_title() == "b: learned for good (100% censored)"
+    assert all(line.get_xydata().shape == (0, 2) for line in b.get_lines())
+    assert scatter.get_title() == "per example (6 censored left out)"
+    assert all(len(c.get_offsets()) == 0 for c in scatter.collections)
+    assert len(scatter.get_lines()) == 0

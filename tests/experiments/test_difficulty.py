@@ -306,8 +306,9 @@ def test_published_cscores_reject_mismatched_labels():
     _, labels = _published()
     config = difficulty_base.get_config()
     config.difficulty, config.cscores = "cscores", PUBLISHED
-    wrong = (labels[:40] + 1) % 10
-    with pytest.raises(ValueError, match="does not match the dataset order/labels"):
+    wrong = (labels[:40] + 1) % 10                   # every one of the 30 + 10 labels off
+    with pytest.raises(ValueError, match=r"does not match the dataset order/labels: 40 of "
+                                         r"the first 40 labels differ\."):
         builtin.section4(_tiny_dataset(wrong[:30], wrong[30:]), **_section4_args(config))
 
 

@@ -21,15 +21,13 @@ from lazy_hasty.analysis import progress
 from lazy_hasty.data import digits_spurious
 
 SPURIOUS_FILES = ("config.json", "metrics.jsonl", "per_example.npz", "summary.json", "fig3.png")
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _check_spurious_files(run):
     for name in SPURIOUS_FILES:
         assert os.path.getsize(os.path.join(run["dir"], name)) > 0, name
     assert not os.path.exists(os.path.join(run["dir"], "fig2.png"))
-    with open(os.path.join(run["dir"], "fig3.png"), "rb") as f:
-        assert f.read(8) == PNG_MAGIC
+    checks.check_difficulty_figure(run, "fig3.png")
     with open(os.path.join(run["dir"], "config.json")) as f:
         assert json.load(f) == json.loads(json.dumps(run["config"].to_dict()))
 

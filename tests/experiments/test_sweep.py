@@ -15,9 +15,9 @@ import pytest
 from experiments import sweep_runs
 from lazy_hasty import difficulty
 from lazy_hasty.engine import checkpoint, preemption, records, run_log
-from lazy_hasty.analysis import sweep
+from lazy_hasty.analysis import plots, sweep
 
-from tests import ROOT
+from tests import ROOT, checks
 SCRIPT = os.path.join(ROOT, "experiments", "sweep.py")
 CONFIG = os.path.join(ROOT, "configs", "digits_noise_tiny.py")
 # Two alphas and one that diverges at once (lr / alpha^2 = 5e4). The runs draw no
@@ -131,7 +131,8 @@ def test_summary_statistics_are_those_of_each_seed_against_its_reference(swept):
                 _last_probe(_records(run))
     values = summary["hastiness"]["by_value"][1]["values"]
     assert summary["hastiness"]["by_value"][1]["mean"] == pytest.approx(np.mean(values))
-    assert os.path.getsize(os.path.join(plan.workdir, "fig5.png")) > 1000
+    checks.check_figure(os.path.join(plan.workdir, "fig5.png"),
+                        lambda path: plots.plot_sweep(path, summary, spec))
 
 
 def _last_probe(rows):
