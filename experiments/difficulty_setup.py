@@ -35,10 +35,10 @@ def build(config: ml_collections.ConfigDict, data: datasets.DescribedDataset) ->
         from lazy_hasty.models import torch_import
         params0, state = torch_import.resnet18_variables_from_torchvision(
             torch_import.load_state_dict_arrays(config.pretrained), data.num_classes,
-            rng.jax_key(config.seed))
+            rng.jax_key(config.seed, "init"))
     else:
-        params0, state = models.init_model(module, rng.jax_key(config.seed), train.x[:1])
-    probe_idx = rng.numpy_rng(config.seed, 1).choice(len(train.y), config.probe_size,
+        params0, state = models.init_model(module, rng.jax_key(config.seed, "init"), train.x[:1])
+    probe_idx = rng.numpy_rng(config.seed, "probe").choice(len(train.y), config.probe_size,
                                                      replace=False)
     probe = LinearityProbe(module, state, params0, train.x[np.sort(probe_idx)],
                            ntk_implementation=config.ntk_implementation,

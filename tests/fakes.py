@@ -22,8 +22,11 @@ CELEBA_N = 80
 
 
 def fake_images(n: int, seed: int) -> np.ndarray:
-    """``n`` random uint8 32x32x3 images: the fake CIFAR-10 content of one split."""
-    return np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    """``n`` uint8 32x32x3 images, the fake CIFAR-10 content of one split: noise around
+    a colour of the image's class (:func:`fake_labels`), so that a network learns them."""
+    noise = np.random.default_rng(seed).integers(0, 128, (n, 32, 32, 3))
+    colour = fake_labels(n)[:, None] * np.array([37, 73, 109]) % 128
+    return (noise + colour[:, None, None, :]).astype(np.uint8)
 
 
 def fake_labels(n: int) -> np.ndarray:

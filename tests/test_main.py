@@ -178,31 +178,31 @@ def test_resume_refuses_mismatched_metrics_or_config(reference, tmp_path):
 
 def test_divergence_is_one_line_naming_regime_step_and_checkpoint(tmp_path):
     # alpha=100 trains at lr / 100^2 = 0.1 and finishes; alpha=1 at lr 1000 blows up.
-    # Its training loss grows about 10^2.4-fold a step (2.3 at step 0, 2e34 at step 14)
-    # and passes float32's largest value, 3.4e38, at step 15: that step's loss is inf
+    # Its training loss grows about 10^2.5-fold a step (2.3 at step 0, 3e32 at step 13)
+    # and passes float32's largest value, 3.4e38, at step 14: that step's loss is inf
     # while the parameters it was measured at are still finite. So the guard names
-    # the training loss at step 15, and the checkpoint of step 15 (one every 5 steps,
-    # 30 + 15 over both regimes) is the last good one.
+    # the training loss at step 14, and the checkpoint of step 10 (one every 5 steps,
+    # 30 + 10 over both regimes) is the last good one.
     workdir = str(tmp_path / "work")
     proc = _main(workdir, "--config.regimes=('alpha=100','alpha=1')",
                  "--config.learning_rate=1000", figures=True)
     _, stderr = proc.communicate(timeout=240)
     assert proc.returncode == 3, stderr[-3000:]
     assert "Traceback" not in stderr
-    step = 15
-    ckpt = os.path.join(workdir, "checkpoints", str(30 + step))
+    step, saved = 14, 10
+    ckpt = os.path.join(workdir, "checkpoints", str(30 + saved))
     message = ("training diverged: non-finite training loss inf in regime alpha=1 at step "
                f"{step} (alpha = 1); no record from step {step} on; last good checkpoint: "
-               f"{ckpt} (regime alpha=1, step {step})")
+               f"{ckpt} (regime alpha=1, step {saved})")
     assert _messages(stderr) == [f"main.py: error: {message}"]
     assert records.diverged(workdir) == message            # DIVERGED, for sweeps
-    assert max(_steps(workdir)) == 30 + step
+    assert max(_steps(workdir)) == 30 + saved
     recs = records.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
     mine = [r for r in recs if r["regime"] == "alpha=1"]
     assert [r["step"] for r in mine] == list(range(step))        # tiny run: every step
     assert mine[-1]["batch_loss"] > 1e30                         # near float32's limit
     assert all(np.isfinite(r["batch_loss"]) for r in recs)
-    state = checkpoint.read_arrays(os.path.join(workdir, "checkpoints"), 30 + step, "state")
+    state = checkpoint.read_arrays(os.path.join(workdir, "checkpoints"), 30 + saved, "state")
     assert np.all(np.isfinite(ravel_pytree(state["params"])[0]))
     for name in ("summary.json", "per_example.npz", "fig2.png", records.COMPLETED):
         assert not os.path.exists(os.path.join(workdir, name)), name

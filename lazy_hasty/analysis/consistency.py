@@ -56,7 +56,7 @@ from lazy_hasty import losses
 from lazy_hasty.engine import records
 from lazy_hasty.models import get_model, init_model, make_apply_fn
 from lazy_hasty.regimes import Regime
-from lazy_hasty.rng import numpy_rng
+from lazy_hasty.rng import jax_key, numpy_rng
 from lazy_hasty.engine.train import TrainState, init_state, make_optimizer, make_train_step
 
 DEFAULT_RATIOS = (0.2, 0.4, 0.6, 0.8)
@@ -140,9 +140,9 @@ def _compiled_fns(model: str, model_kwargs: dict, learning_rate: float, momentum
     """Jitted ``(init_fn, train_eval_fn)`` for one model and training setup, cached
     so that repeated calls (other data, seeds, ratios) reuse the compilations.
 
-    ``init_fn(root_key, k, x1) -> (params, state)`` initialises model ``k`` from
-    ``fold_in(root_key, k)`` (one model per call: vmapping threefry initialisers
-    compiles several times slower on CPU than looping over models).
+    ``init_fn(key, x1) -> (params, state)`` initialises one model (one model per
+    call: vmapping threefry initialisers compiles several times slower on CPU
+    than looping over models).
     ``train_eval_fn(params, state, data, x, y) -> correct (M, N)`` trains M models
     in parallel (vmap) for ``steps`` steps of the engine's ``make_train_step``,
     ``data`` being minibatch indices (M, steps, B) or, full-batch, per-example
@@ -155,8 +155,8 @@ def _compiled_fns(model: str, model_kwargs: dict, learning_rate: float, momentum
     module = get_model(model, **model_kwargs)
     optimizer = make_optimizer("sgd", learning_rate, momentum)
 
-    def init_fn(root_key: jax.Array, k: jax.Array, x1: jax.Array) -> tuple[Any, Any]:
-        return init_model(module, jax.random.fold_in(root_key, k), x1)  # (params, state)
+    def init_fn(key: jax.Array, x1: jax.Array) -> tuple[Any, Any]:
+        return init_model(module, key, x1)  # (params, state)
 
     def one_model(params: Any, state: Any, data: jax.Array, x: jax.Array,
                   y: jax.Array) -> jax.Array:
@@ -189,8 +189,8 @@ def train_and_evaluate(x: np.ndarray, y: np.ndarray, masks: np.ndarray, *, seed:
                        batch_models: int | None) -> np.ndarray:
     """Train one model per mask row on its subset; return correct (K, N) booleans.
 
-    Model ``k`` is initialised from ``fold_in(key(seed), k)`` and draws its
-    minibatch order from ``numpy_rng(seed, 1, k)``, so a model's
+    Model ``k`` is initialised from stream ``("cscore_init", k)`` of ``seed`` and
+    draws its minibatch order from stream ``("cscore_batches", k)``, so a model's
     result does not depend on ``batch_models`` (up to floating-point rounding of
     vmapped versus single-model kernels).
     """
@@ -199,20 +199,19 @@ def train_and_evaluate(x: np.ndarray, y: np.ndarray, masks: np.ndarray, *, seed:
     init_fn, train_eval = _compiled_fns(model, model_kwargs, learning_rate, momentum, steps,
                                         full_batch)
     x_dev, y_dev = jnp.asarray(x), jnp.asarray(y)
-    root_key = jax.random.key(seed)
     num_chunks = -(-num_models // (batch_models or num_models))
     chunk = -(-num_models // num_chunks)  # equal chunks: one compilation, little padding
     correct = np.zeros((num_models, num_examples), dtype=bool)
     for start in range(0, num_models, chunk):
         stop = min(start + chunk, num_models)
         ids = np.arange(start, start + chunk).clip(max=stop - 1)  # pad the last chunk
-        inits = [init_fn(root_key, int(k), x_dev[:1]) for k in ids]
+        inits = [init_fn(jax_key(seed, "cscore_init", int(k)), x_dev[:1]) for k in ids]
         params, state = jax.tree.map(lambda *leaves: jnp.stack(leaves), *inits)
         if full_batch:
             data = masks[ids].astype(np.float32)
         else:
             data = np.stack([
-                batch_indices(numpy_rng(seed, 1, int(k)),
+                batch_indices(numpy_rng(seed, "cscore_batches", int(k)),
                               np.flatnonzero(masks[k]), steps, batch_size)
                 for k in ids])
         out = train_eval(params, state, jnp.asarray(data), x_dev, y_dev)
@@ -303,7 +302,8 @@ def estimate_cscores(x: np.ndarray, y: np.ndarray, num_classes: int, *, seed: in
                         models_per_ratio=models_per_ratio, steps=steps,
                         batch_size=batch_size, batch_models=batch_models)
     masks = np.concatenate([
-        draw_masks(numpy_rng(seed, 0, r_idx), num_examples, r, models_per_ratio, balanced)
+        draw_masks(numpy_rng(seed, "cscore_masks", r_idx), num_examples, r, models_per_ratio,
+                   balanced)
         for r_idx, r in enumerate(ratios)])                       # (R*K, N)
     correct = train_and_evaluate(
         x, y, masks, seed=seed, model=model,
@@ -316,7 +316,7 @@ def estimate_cscores(x: np.ndarray, y: np.ndarray, num_classes: int, *, seed: in
     return _mean_profile(profiles, models_per_ratio)
 
 
-_CACHE_VERSION = 1  # bump when the estimator or its defaults change meaning
+_CACHE_VERSION = 2  # bump when the estimator, its defaults or its random streams change
 
 
 def _canonical(value: Any) -> Any:

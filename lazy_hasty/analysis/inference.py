@@ -153,20 +153,21 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return _rank_correlation(*_paired(x, y))
 
 
-def bootstrap_spearman(x: np.ndarray, y: np.ndarray, *, num_resamples: int = 1000,
+def bootstrap_spearman(x: np.ndarray, y: np.ndarray, *, what: str, num_resamples: int = 1000,
                        seed: int = 0, level: float = 0.95
                        ) -> tuple[float, tuple[float, float]]:
     """:func:`spearman` and its percentile ``level`` interval over pairs resampled with
     replacement.
 
     Resamples where the correlation is undefined (a constant side) are left out.
-    The draws are stream ``"bootstrap_spearman"`` of ``seed`` (:mod:`lazy_hasty.rng`).
+    The draws are stream ``("bootstrap_spearman", what)`` of ``seed`` (``what``: the
+    correlation's name; :mod:`lazy_hasty.rng`).
     """
     _check_level(level)
     if num_resamples < 1:
         raise ValueError(f"num_resamples must be at least 1, got {num_resamples}")
     x, y = _paired(x, y)
-    rng = numpy_rng(seed, "bootstrap_spearman")
+    rng = numpy_rng(seed, "bootstrap_spearman", what)
     draws = (rng.integers(0, len(x), len(x)) for _ in range(num_resamples if len(x) else 0))
     reps = np.array([_rank_correlation(x[d], y[d]) for d in draws])
     reps = reps[~np.isnan(reps)]

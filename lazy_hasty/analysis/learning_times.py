@@ -129,7 +129,8 @@ def time_rank_correlation(times: LadderTimes, decreasing: bool, *, seed: int,
     is :func:`lazy_hasty.analysis.inference.bootstrap_spearman` over examples.
     """
     return inference.bootstrap_spearman(lateness(times.times, decreasing), times.rank,
-                                        num_resamples=num_resamples, seed=seed, level=level)
+                                        what="learning_times", num_resamples=num_resamples,
+                                        seed=seed, level=level)
 
 
 def difficulty_learning_times(records: Sequence[Mapping], correct: Mapping[str, np.ndarray],

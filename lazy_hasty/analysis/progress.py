@@ -14,6 +14,7 @@ import numpy as np
 import jax.numpy as jnp
 
 from lazy_hasty.difficulty import DifficultySpec
+from lazy_hasty.rng import numpy_rng
 
 
 class NoCommonProgressError(ValueError):
@@ -143,15 +144,16 @@ def hard_advantage(progress_nl: np.ndarray, hard_nl: np.ndarray, progress_lin: n
 
 
 def _bootstrap(statistic, correct_nl: np.ndarray, correct_lin: np.ndarray, groups: list,
-               *, num_resamples: int, seed: int, level: float
+               *, name: str, num_resamples: int, seed: int, level: float
                ) -> tuple[float, tuple[float, float]]:
     """``statistic(means_nl, means_lin)`` and its interval over resampled group examples.
 
     ``means_*`` holds one per-record accuracy curve per group (trailing axis:
     replicates). Resampling is paired between the two regimes (same examples);
-    the progress curves are held fixed.
+    the progress curves are held fixed. The draws are stream ``("bootstrap",
+    name)`` of ``seed`` (``name``: the statistic).
     """
-    rng = np.random.default_rng(seed)
+    rng = numpy_rng(seed, "bootstrap", name)
     draws = [[rng.choice(g, len(g)) for g in groups] for _ in range(num_resamples)]
     means = lambda c: tuple(c[:, g].mean(1) for g in groups)
     stack = lambda c: tuple(np.stack([c[:, d[k]].mean(1) for d in draws], axis=-1)
@@ -175,7 +177,7 @@ def bootstrap_hastiness(progress_nl: np.ndarray, correct_nl: np.ndarray,
     """
     stat = lambda nl, lin: hastiness(progress_nl, *nl, progress_lin, *lin,
                                      decreasing=decreasing)
-    return _bootstrap(stat, correct_nl, correct_lin, [easy, hard],
+    return _bootstrap(stat, correct_nl, correct_lin, [easy, hard], name="hastiness",
                       num_resamples=num_resamples, seed=seed, level=level)
 
 
@@ -187,7 +189,7 @@ def bootstrap_hard_advantage(progress_nl: np.ndarray, correct_nl: np.ndarray,
     """:func:`hard_advantage` and a bootstrap interval over the hard group's examples."""
     stat = lambda nl, lin: hard_advantage(progress_nl, nl[0], progress_lin, lin[0],
                                           decreasing=decreasing)
-    return _bootstrap(stat, correct_nl, correct_lin, [hard],
+    return _bootstrap(stat, correct_nl, correct_lin, [hard], name="hard_advantage",
                       num_resamples=num_resamples, seed=seed, level=level)
 
 

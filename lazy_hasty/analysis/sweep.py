@@ -85,8 +85,9 @@ def _per_value(stat: str, value: float, regime: str, runs: Sequence[Optional[dic
             "diverged_seeds": int(sum(diverged))}
 
 
-def _trend(values: Sequence[float], stat_by_value: Sequence[Sequence[Optional[float]]],
-           log_axis: bool, seed: int) -> dict:
+def _trend(stat: str, values: Sequence[float],
+           stat_by_value: Sequence[Sequence[Optional[float]]], log_axis: bool, seed: int
+           ) -> dict:
     """Spearman correlation of the statistic with (log) value over every run, bootstrapped."""
     x, y = [], []
     for v, per_seed in zip(values, stat_by_value):
@@ -94,7 +95,8 @@ def _trend(values: Sequence[float], stat_by_value: Sequence[Sequence[Optional[fl
             if s is not None:
                 x.append(math.log(v) if log_axis else v)
                 y.append(s)
-    rho, interval = inference.bootstrap_spearman(np.array(x), np.array(y), seed=seed)
+    rho, interval = inference.bootstrap_spearman(np.array(x), np.array(y),
+                                                 what=f"{stat} trend", seed=seed)
     return {"spearman": rho, "interval": list(interval), "num_runs": len(x),
             "against": "log value" if log_axis else "value"}
 
@@ -115,6 +117,6 @@ def summarize(axis: str, values: Sequence[float], regimes: Sequence[str], seeds:
                     for v, r, rs, d in zip(values, regimes, runs, diverged)]
         out[stat] = {"by_value": by_value}
         if stat in spec.statistics:
-            out[stat]["trend"] = _trend(values, [b["values"] for b in by_value], log_axis,
+            out[stat]["trend"] = _trend(stat, values, [b["values"] for b in by_value], log_axis,
                                         seeds[0] if seeds else 0)
     return out

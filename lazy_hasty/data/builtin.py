@@ -82,17 +82,17 @@ def section4(ds: splits.Dataset, *, difficulty: str, seed: int, label_noise: flo
             raise ValueError(f"label_noise must be in (0, 1), got {label_noise}")
         y_noisy, mask = noise.corrupt_labels(train.y, ds.num_classes, label_noise, seed)
         train = splits.Split(train.x, y_noisy)      # noisy examples scored on noisy labels
-        named["train"], named["heldout"] = groups_lib.noise_groups(mask, size, seed), {}
+        named["train"], named["heldout"] = groups_lib.noise_groups(mask, size, seed, "train"), {}
         spec = spec_lib.label_noise()
     else:
         s_train, s_heldout = estimated_or_published_cscores(
             ds, cscores, cscore_cache, seed, cscore_models_per_ratio, cscore_steps)
-        named["train"] = groups_lib.decile_groups(s_train, size, seed)
-        named["heldout"] = groups_lib.decile_groups(s_heldout, size, seed)
+        named["train"] = groups_lib.decile_groups(s_train, size, seed, "train")
+        named["heldout"] = groups_lib.decile_groups(s_heldout, size, seed, "heldout")
         spec = spec_lib.cscore_deciles()
-    named["train"].update(groups_lib.all_group(len(train.y), size, seed))
-    named["heldout"].update(groups_lib.all_group(len(heldout.y), size, seed))
-    named["test"] = groups_lib.all_group(len(test.y), test_size or None, seed)
+    named["train"].update(groups_lib.all_group(len(train.y), size, seed, "train"))
+    named["heldout"].update(groups_lib.all_group(len(heldout.y), size, seed, "heldout"))
+    named["test"] = groups_lib.all_group(len(test.y), test_size or None, seed, "test")
     source = {"train": train, "heldout": heldout, "test": test}
     return DescribedDataset(train, _materialise(named, source), ds.num_classes, spec)
 
@@ -137,9 +137,10 @@ def section5(data: SpuriousData, *, seed: int, group_size: int,
     named = {split: dict(data.groups[split]) for split in ("balanced_train", "balanced_test")}
     n_train = len(data.splits["train"].y)
     masks = {name: np.isin(np.arange(n_train), idx) for name, idx in data.groups["train"].items()}
-    named["train"] = {**groups_lib.sample_groups(masks, size, seed),
-                      **groups_lib.all_group(n_train, size, seed)}
-    named["test"] = groups_lib.all_group(len(data.splits["test"].y), test_size or None, seed)
+    named["train"] = {**groups_lib.sample_groups(masks, size, seed, "train"),
+                      **groups_lib.all_group(n_train, size, seed, "train")}
+    named["test"] = groups_lib.all_group(len(data.splits["test"].y), test_size or None, seed,
+                                         "test")
     return DescribedDataset(data.splits["train"], _materialise(named, data.splits),
                             data.num_classes, spec_lib.spurious(data.easy, data.hard))
 

@@ -115,7 +115,7 @@ def load_celeba(
     """CelebA blond vs not, spurious attribute male: see the module docstring for the splits.
 
     Only the returned images are cropped and resized. ``test`` is already the
-    evaluated subset: the examples ``groups.all_group(n_test, test_size, seed)``
+    evaluated subset: the examples ``groups.all_group(n_test, test_size, seed, "test")``
     would pick from the whole TFDS test split.
 
     Args:
@@ -142,10 +142,11 @@ def load_celeba(
             f"train_size must be in (0, {len(train)}) (the CelebA training split, leaving "
             f"examples for balanced_train); got {train_size}."
         )
-    train_idx = np.sort(numpy_rng(seed, "train").choice(len(train), train_size, replace=False))
+    train_idx = np.sort(numpy_rng(seed, "subset", "train").choice(len(train), train_size,
+                                                                  replace=False))
     rest = np.setdiff1d(np.arange(len(train)), train_idx)
-    rest_order = rest[numpy_rng(seed, "balanced_train").permutation(rest.size)]
-    test_order = numpy_rng(seed, "balanced_test").permutation(len(test))
+    rest_order = rest[numpy_rng(seed, "balanced", "balanced_train").permutation(rest.size)]
+    test_order = numpy_rng(seed, "balanced", "balanced_test").permutation(len(test))
     scan = functools.partial(_scan_balanced, per_group=balanced_per_group, batch_size=batch_size)
     chosen_train = {"train": train_idx, "balanced_train": scan(
         train, rest_order, where="the CelebA training split (outside the training subset)")}

@@ -94,7 +94,7 @@ def stratified_three_way_split(
     n = len(y)
     n_test = int(round(test_fraction * n))
     n_heldout = int(round(heldout_fraction * n))
-    rng = numpy_rng(seed)
+    rng = numpy_rng(seed, "split")
     seeds = rng.integers(0, 2**31 - 1, size=2)
     rest, test = stratified_split(y, n_test, int(seeds[0]))
     train, heldout = (rest[i] for i in stratified_split(y[rest], n_heldout, int(seeds[1])))
@@ -131,7 +131,7 @@ def with_distractors(dataset: Dataset, dims: int, seed: int) -> Dataset:
     """
     if dims < 0:
         raise ValueError(f"distractor dims must be >= 0, got {dims}")
-    rng = numpy_rng(seed, 7)
+    rng = numpy_rng(seed, "distractors")
     splits = {}
     for name, split in dataset.splits.items():
         flat = split.x.reshape(len(split.y), -1)

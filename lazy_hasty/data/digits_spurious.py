@@ -69,10 +69,11 @@ def load_digits_spurious(seed: int, *, majority_fraction: float = 0.9,
     labels = (target < 5).astype(np.int32)
     idx = stratified_three_way_split(target, seed, 0.2, 0.2)
     train_idx, test_idx = idx["train"], np.concatenate([idx["heldout"], idx["test"]])
-    rng = numpy_rng(seed, 11)
+    rng = numpy_rng(seed, "backgrounds")
     bg_train = _backgrounds(labels[train_idx], majority_fraction, rng)
     bg_test = _backgrounds(labels[test_idx], test_majority_fraction, rng)
-    pick = balanced_sample(labels[train_idx], bg_train, balanced_per_group, seed)
+    pick = balanced_sample(labels[train_idx], bg_train, balanced_per_group, seed,
+                           "balanced_train")
     n = len(test_idx)
     sources = {  # split -> (indices into the raw digits, backgrounds)
         "train": (train_idx, bg_train),
@@ -82,7 +83,7 @@ def load_digits_spurious(seed: int, *, majority_fraction: float = 0.9,
     painted = {s: paint(images[i] / 16.0, bg, strength, patch)
                for s, (i, bg) in sources.items()}
     mean, std = painted["train"].mean((0, 1, 2)), painted["train"].std((0, 1, 2))
-    noise = numpy_rng(seed, 7).standard_normal(
+    noise = numpy_rng(seed, "distractors").standard_normal(
         (len(labels), distractors)).astype(np.float32)     # one row per raw digit
     splits, groups = {}, {}
     for name, (i, bg) in sources.items():

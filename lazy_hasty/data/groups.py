@@ -1,7 +1,7 @@
 """Groups of examples (C-score deciles, clean / noisy, all) as index arrays into a split.
 
 Per-group metrics are tracked on a fixed sample of each group; the sample of a
-group depends only on ``(seed, group name, mask)``, not on the other groups.
+group depends only on ``(seed, split, group name, mask)``, not on the other groups.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ def decile_bins(scores: np.ndarray, num_bins: int = 10) -> np.ndarray:
 
 
 def sample_groups(
-    membership: dict[str, np.ndarray], size: int | None, seed: int
+    membership: dict[str, np.ndarray], size: int | None, seed: int, split: str
 ) -> dict[str, np.ndarray]:
-    """A seeded sample of at most ``size`` sorted indices from each named boolean mask.
+    """A seeded sample of at most ``size`` sorted indices from each named boolean mask
+    of ``split`` (stream ``("group_sample", split, name)``).
 
     A group smaller than ``size`` (or any group when ``size`` is None) is taken
     whole. An empty group raises ValueError naming it.
@@ -52,23 +53,26 @@ def sample_groups(
         if idx.size == 0:
             raise ValueError(f"group {name!r} is empty; drop it or check how it was built.")
         if size is not None and size < idx.size:
-            idx = np.sort(numpy_rng(seed, name).choice(idx, size=size, replace=False))
+            idx = np.sort(numpy_rng(seed, "group_sample", split, name).choice(idx, size=size,
+                                                                      replace=False))
         groups[name] = idx
     return groups
 
 
-def decile_groups(scores: np.ndarray, size: int | None, seed: int) -> dict[str, np.ndarray]:
+def decile_groups(scores: np.ndarray, size: int | None, seed: int, split: str
+                  ) -> dict[str, np.ndarray]:
     """``{"decile_0": idx, ..., "decile_9": idx}``; decile 0 has the lowest scores."""
     bins = decile_bins(scores, num_bins=10)
-    return sample_groups({f"decile_{b}": bins == b for b in range(10)}, size, seed)
+    return sample_groups({f"decile_{b}": bins == b for b in range(10)}, size, seed, split)
 
 
-def noise_groups(noisy_mask: np.ndarray, size: int | None, seed: int) -> dict[str, np.ndarray]:
+def noise_groups(noisy_mask: np.ndarray, size: int | None, seed: int, split: str
+                 ) -> dict[str, np.ndarray]:
     """``{"clean": idx, "noisy": idx}`` from the mask returned by ``corrupt_labels``."""
     noisy_mask = np.asarray(noisy_mask, dtype=bool)
-    return sample_groups({"clean": ~noisy_mask, "noisy": noisy_mask}, size, seed)
+    return sample_groups({"clean": ~noisy_mask, "noisy": noisy_mask}, size, seed, split)
 
 
-def all_group(n: int, size: int | None, seed: int) -> dict[str, np.ndarray]:
+def all_group(n: int, size: int | None, seed: int, split: str) -> dict[str, np.ndarray]:
     """``{"all": idx}``: a sample of ``range(n)``."""
-    return sample_groups({"all": np.ones(n, dtype=bool)}, size, seed)
+    return sample_groups({"all": np.ones(n, dtype=bool)}, size, seed, split)

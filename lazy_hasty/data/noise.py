@@ -32,7 +32,7 @@ def corrupt_labels(
             "Check num_classes."
         )
     n = y.shape[0]
-    rng = numpy_rng(seed)
+    rng = numpy_rng(seed, "label_noise")
     chosen = rng.choice(n, size=int(round(fraction * n)), replace=False)
     shift = rng.integers(1, num_classes, size=chosen.shape[0])  # never 0: never the true class
     noisy = y.astype(np.int32)

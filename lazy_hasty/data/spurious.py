@@ -123,14 +123,14 @@ def too_few_message(
 
 
 def balanced_sample(
-    y: np.ndarray, attribute: np.ndarray, per_group: int, seed: int,
+    y: np.ndarray, attribute: np.ndarray, per_group: int, seed: int, name: str,
     names: dict[tuple[int, int], str] | None = None,
 ) -> np.ndarray:
     """Sorted indices with exactly ``per_group`` examples of each (label, attribute) combination.
 
-    The sample is the first ``per_group`` of each combination in the order
-    ``numpy_rng(seed).permutation(N)``. ``names`` optionally names
-    the combinations in the error message.
+    The sample is the first ``per_group`` of each combination in the order of
+    stream ``("balanced", name)`` of ``seed`` (``name``: the balanced set).
+    ``names`` optionally names the combinations in the error message.
 
     Raises:
       ValueError: a combination has fewer than ``per_group`` examples (named).
@@ -138,7 +138,7 @@ def balanced_sample(
     if per_group < 1:
         raise ValueError(f"per_group must be a positive int; got {per_group}.")
     y, attribute = _check_binary(y, attribute)
-    order = numpy_rng(seed).permutation(y.shape[0])
+    order = numpy_rng(seed, "balanced", name).permutation(y.shape[0])
     idx, counts = first_per_group(y, attribute, order, per_group)
     message = too_few_message(counts, per_group, f"{y.shape[0]} examples", names)
     if message:
@@ -147,12 +147,14 @@ def balanced_sample(
 
 
 def seeded_subset(n: int, size: int | None, seed: int, name: str) -> np.ndarray:
-    """Sorted ``size`` indices of ``range(n)`` from stream ``name`` of ``seed`` (all when None)."""
+    """Sorted ``size`` indices of ``range(n)`` from stream ``("subset", name)`` of ``seed``
+    (all when None)."""
     if size is None:
         return np.arange(n, dtype=np.int64)
     if not 0 < size <= n:
         raise ValueError(f"{name} size must be in (0, {n}]; got {size}.")
-    return np.sort(numpy_rng(seed, name).choice(n, size=size, replace=False)).astype(np.int64)
+    idx = numpy_rng(seed, "subset", name).choice(n, size=size, replace=False)
+    return np.sort(idx).astype(np.int64)
 
 
 def binary_groups(mask: np.ndarray, true_name: str, false_name: str) -> dict[str, np.ndarray]:

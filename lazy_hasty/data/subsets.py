@@ -36,11 +36,11 @@ def check_sizes(balanced_per_group: int, test_size: int) -> None:
 def evaluated_test_indices(n_test: int, test_size: int, seed: int) -> np.ndarray:
     """Sorted indices of the evaluated test examples (``test_size`` 0: all of them).
 
-    The very indices ``groups.all_group(n_test, test_size or None, seed)`` draws,
+    The very indices ``groups.all_group(n_test, test_size or None, seed, "test")`` draws,
     so choosing them before decoding changes no evaluated example; drawing
     ``all_group`` again on the subset keeps it whole.
     """
-    return groups.all_group(n_test, test_size or None, seed)["all"]
+    return groups.all_group(n_test, test_size or None, seed, "test")["all"]
 
 
 def balanced_indices(

@@ -150,7 +150,7 @@ def _balanced_rows(
     if per_group < 1:
         raise ValueError(f"{name}_per_group must be a positive int; got {per_group}.")
     where = f"the Waterbirds {'training' if name == 'balanced_train' else 'test'} split"
-    order = numpy_rng(seed, name).permutation(rows.size)
+    order = numpy_rng(seed, "balanced", name).permutation(rows.size)
     return subsets.balanced_indices(y, place, order, per_group, where, COMBINATION_NAMES)
 
 
@@ -169,7 +169,7 @@ def load_waterbirds(
 
     Only the returned images are decoded, each once. ``test`` is already the
     evaluated ``test_size`` subset of split 2 (0: all of it), the examples
-    ``groups.all_group(n_test, test_size, seed)`` would pick from the whole split.
+    ``groups.all_group(n_test, test_size, seed, "test")`` would pick from the whole split.
 
     Args:
       root: the release folder (``metadata.csv`` and the images).

@@ -40,7 +40,7 @@ from lazy_hasty.types import ApplyFn, Params
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """The shared, seeded example order of one epoch."""
-    return rng.numpy_rng(seed, epoch).permutation(n)
+    return rng.numpy_rng(seed, "epoch", epoch).permutation(n)
 
 
 def batch_slice(step: int, n: int, batch_size: int) -> tuple[int, slice]:
@@ -249,8 +249,9 @@ class _Batches:
         self.on_device = (0 < size <= options.device_data_bytes
                           and all(isinstance(m.train_set.x, np.ndarray) for m in members))
         if self.on_device:
-            self.device_arrays = (tuple(jnp.asarray(np.stack(a)) for a in zip(*self.arrays))
-                                  if self.vmapped else sharding.replicate(self.arrays[0], self.mesh))
+            self.device_arrays = (
+                tuple(jnp.asarray(np.stack(a)) for a in zip(*self.arrays)) if self.vmapped
+                else sharding.replicate(self.arrays[0], self.mesh))
         self._pool = None if self.on_device else concurrent.futures.ThreadPoolExecutor(1)
         self._next: Optional[tuple[int, concurrent.futures.Future]] = None
         self._orders: dict[int, tuple[int, np.ndarray]] = {}   # member -> (epoch, order)

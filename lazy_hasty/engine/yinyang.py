@@ -104,22 +104,22 @@ class RegimeRun:
         self.loss_curves[:, start:start + length] = np.asarray(losses)
 
 
-@functools.partial(jax.jit, static_argnames=("module", "n_train"))
-def _draw_runs(run_keys: jax.Array, module, n_train: int):
+@functools.partial(jax.jit, static_argnames=("module", "n_train", "num_runs"))
+def _draw_runs(seed: jax.Array, module, n_train: int, num_runs: int):
     """Each run's training set and ``params0``, drawn in one compiled program (op by op,
-    every op compiles on its own); compiled once per network and size, not per call."""
-    def one(key):
-        k_data, k_init = jax.random.split(key)
-        x, y = data.sample_train(k_data, n_train)
-        params0, _ = models.init_model(module, k_init, x)
+    every op compiles on its own); compiled once per network and size, not per call.
+    Run ``i`` draws its points from stream ``("train_set", i)`` of ``seed`` and its
+    initialisation from ``("init", i)``."""
+    def one(i):
+        x, y = data.sample_train(rng.jax_key(seed, "train_set", i), n_train)
+        params0, _ = models.init_model(module, rng.jax_key(seed, "init", i), x)
         return x, y, params0
-    return jax.vmap(one)(run_keys)
+    return jax.vmap(one)(jnp.arange(num_runs))
 
 
 def _init_runs(seed: int, num_runs: int, n_train: int, module, apply_fn: ApplyFn) -> Runs:
-    """Per-run training set and initialisation (run ``i`` draws from stream ``i`` of ``seed``)."""
-    run_keys = jax.vmap(lambda i: rng.jax_key(seed, i))(jnp.arange(num_runs))
-    x, y, params0 = _draw_runs(run_keys, module, n_train)
+    """Per-run training set and initialisation, each run its own streams of ``seed``."""
+    x, y, params0 = _draw_runs(seed, module, n_train, num_runs)
     return Runs(x, y, params0, jax.jit(jax.vmap(apply_fn))(params0, x))
 
 

@@ -151,20 +151,20 @@ def test_bootstrap_spearman_matches_loop_and_is_seeded():
     rng = np.random.default_rng(2)
     x = rng.standard_normal(30)
     y = x + rng.standard_normal(30)
-    value, (lo, hi) = bootstrap_spearman(x, y, num_resamples=200, seed=5)
+    value, (lo, hi) = bootstrap_spearman(x, y, what="t", num_resamples=200, seed=5)
     # Oracle: the same resampled pairs, brute-force correlation, 2.5/97.5 percentiles.
-    draws = numpy_rng(5, "bootstrap_spearman")
+    draws = numpy_rng(5, "bootstrap_spearman", "t")
     reps = [_brute_spearman(x[d], y[d]) for d in (draws.integers(0, 30, 30) for _ in range(200))]
     assert value == pytest.approx(_brute_spearman(x, y), rel=1e-12)
     np.testing.assert_allclose([lo, hi], np.quantile(reps, [0.025, 0.975]), rtol=1e-12)
     assert lo < value < hi
-    assert bootstrap_spearman(x, y, num_resamples=200, seed=5) == (value, (lo, hi))
-    assert bootstrap_spearman(x, y, num_resamples=200, seed=6)[1] != (lo, hi)
+    assert bootstrap_spearman(x, y, what="t", num_resamples=200, seed=5) == (value, (lo, hi))
+    assert bootstrap_spearman(x, y, what="t", num_resamples=200, seed=6)[1] != (lo, hi)
 
 
 def test_bootstrap_spearman_monotone_is_one():
     x = np.linspace(0.0, 1.0, 25)
-    assert bootstrap_spearman(x, np.log1p(x), num_resamples=100) == (1.0, (1.0, 1.0))
+    assert bootstrap_spearman(x, np.log1p(x), what="t", num_resamples=100) == (1.0, (1.0, 1.0))
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -173,4 +173,4 @@ def test_bootstrap_spearman_monotone_is_one():
 ])
 def test_bootstrap_spearman_bad_input_raises(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        bootstrap_spearman(np.arange(4.0), np.arange(4.0), **kwargs)
+        bootstrap_spearman(np.arange(4.0), np.arange(4.0), what="t", **kwargs)

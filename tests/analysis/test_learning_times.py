@@ -181,7 +181,8 @@ def test_difficulty_learning_times_arrays_and_summary():
                                   arrays["group_names"][arrays["group"]])
     assert summary["a"]["num_examples"] == 6 and summary["a"]["num_censored"] == 2
     want = inference.bootstrap_spearman([-2.0, -1.5, -0.5, -1.0, np.inf, np.inf],
-                                        [0, 0, 1, 1, 2, 2], seed=3)
+                                        [0, 0, 1, 1, 2, 2], what="learning_times",
+                                        seed=3)
     assert summary["a"]["spearman"] == want[0] and summary["a"]["interval"] == list(want[1])
     assert want[0] > 0
     assert np.isnan(summary["b"]["spearman"])               # all learned at once: undefined

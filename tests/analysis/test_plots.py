@@ -202,7 +202,7 @@ def test_plot_seed_bands_draws_median_and_band_on_the_shared_grid(tmp_path):
     # reached, alpha=100's 0.7, for both regimes.
     for line, band, regime in zip(easy.get_lines(), easy.collections, LOSS):
         x, y = line.get_xydata().T
-        assert (x[0], x[-1], len(x)) == (2.0, 0.7, 60)
+        assert (x[0], x[-1], len(x)) == (2.0, 0.7, 100)
         median = _at_loss(LOSS[regime], EASY[regime], x)
         np.testing.assert_allclose(y, median, atol=1e-12)
         vx, vy = band.get_paths()[0].vertices.T

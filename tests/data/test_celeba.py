@@ -89,9 +89,10 @@ def test_celeba_decodes_only_the_evaluated_test_subset(truth, loaded, monkeypatc
     capped = _load(test_size=10)
     test_idx = _indices(capped.splits["test"].x, truth["images"])
     # The examples the driver used to draw from the whole test split.
-    np.testing.assert_array_equal(test_idx, groups.all_group(N, 10, seed=0)["all"])
+    np.testing.assert_array_equal(test_idx, groups.all_group(N, 10, seed=0, split="test")["all"])
     np.testing.assert_array_equal(capped.splits["test"].x,
-                                  loaded.splits["test"].x[groups.all_group(N, 10, 0)["all"]])
+                                  loaded.splits["test"].x[
+                                      groups.all_group(N, 10, 0, "test")["all"]])
     balanced_idx = _indices(capped.splits["balanced_test"].x, truth["images"])
     assert len(decoded) == TRAIN + 4 * PER + len(set(test_idx) | set(balanced_idx))  # once each
     # Same seed, same examples: test_size changes nothing else.

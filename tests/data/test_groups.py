@@ -31,31 +31,33 @@ def test_decile_bins_equal_counts_and_order():
 def test_sample_groups_sizes_and_seeding():
     mask = np.zeros(100, dtype=bool)
     mask[:30] = True
-    groups = sample_groups({"a": mask, "b": ~mask}, size=20, seed=0)
+    sample = lambda masks, size, seed=0, split="train": sample_groups(masks, size, seed, split)
+    groups = sample({"a": mask, "b": ~mask}, 20)
     assert len(groups["a"]) == 20 and len(groups["b"]) == 20
     assert np.all(mask[groups["a"]]) and not np.any(mask[groups["b"]])
     assert np.all(np.diff(groups["a"]) > 0)
-    again = sample_groups({"b": ~mask}, size=20, seed=0)  # independent of the other groups
+    again = sample({"b": ~mask}, 20)                     # independent of the other groups
     np.testing.assert_array_equal(again["b"], groups["b"])
-    assert not np.array_equal(sample_groups({"b": ~mask}, 20, seed=1)["b"], groups["b"])
-    whole = sample_groups({"a": mask}, size=None, seed=0)["a"]
-    np.testing.assert_array_equal(whole, np.arange(30))
-    np.testing.assert_array_equal(sample_groups({"a": mask}, size=50, seed=0)["a"], np.arange(30))
+    assert not np.array_equal(sample({"b": ~mask}, 20, seed=1)["b"], groups["b"])
+    # The same group name in another split is another stream.
+    assert not np.array_equal(sample({"b": ~mask}, 20, split="test")["b"], groups["b"])
+    np.testing.assert_array_equal(sample({"a": mask}, None)["a"], np.arange(30))
+    np.testing.assert_array_equal(sample({"a": mask}, 50)["a"], np.arange(30))
 
 
 def test_empty_group_is_named():
     with pytest.raises(ValueError, match="'noisy' is empty"):
-        noise_groups(np.zeros(10, dtype=bool), size=5, seed=0)
+        noise_groups(np.zeros(10, dtype=bool), size=5, seed=0, split="train")
 
 
 def test_named_group_helpers():
     scores = np.random.default_rng(1).random(500)
-    deciles = decile_groups(scores, size=10, seed=0)
+    deciles = decile_groups(scores, size=10, seed=0, split="train")
     assert list(deciles) == [f"decile_{b}" for b in range(10)]
     assert all(len(idx) == 10 for idx in deciles.values())
     assert scores[deciles["decile_0"]].max() < scores[deciles["decile_9"]].min()
     mask = np.arange(50) < 10
-    groups = noise_groups(mask, size=None, seed=0)
+    groups = noise_groups(mask, size=None, seed=0, split="train")
     np.testing.assert_array_equal(groups["noisy"], np.arange(10))
     np.testing.assert_array_equal(groups["clean"], np.arange(10, 50))
-    assert len(all_group(50, size=7, seed=0)["all"]) == 7
+    assert len(all_group(50, size=7, seed=0, split="train")["all"]) == 7

@@ -69,7 +69,8 @@ def test_deterministic_and_test_subset(release):
     assert len(capped.splits["test"]) == 10 and len(capped.splits["balanced_train"]) == 12
     # The examples the driver used to draw from the whole test split.
     np.testing.assert_array_equal(capped.splits["test"].x,
-                                  first.splits["test"].x[groups.all_group(24, 10, 4)["all"]])
+                                  first.splits["test"].x[
+                                      groups.all_group(24, 10, 4, "test")["all"]])
     np.testing.assert_array_equal(capped.splits["balanced_test"].x,
                                   first.splits["balanced_test"].x)
 
@@ -122,14 +123,14 @@ def test_missing_image_is_named(tmp_path):
 def test_balanced_sample_exact_and_seeded():
     rng = np.random.default_rng(0)
     y, attribute = rng.integers(0, 2, 200), rng.integers(0, 2, 200).astype(bool)
-    idx = spurious.balanced_sample(y, attribute, per_group=7, seed=1)
+    idx = spurious.balanced_sample(y, attribute, per_group=7, seed=1, name="b")
     assert np.all(np.diff(idx) > 0) and idx.size == 28
     for label, attr in spurious.COMBINATIONS:
         assert np.sum((y[idx] == label) & (attribute[idx] == attr)) == 7
-    np.testing.assert_array_equal(idx, spurious.balanced_sample(y, attribute, 7, seed=1))
-    assert not np.array_equal(idx, spurious.balanced_sample(y, attribute, 7, seed=2))
+    np.testing.assert_array_equal(idx, spurious.balanced_sample(y, attribute, 7, seed=1, name="b"))
+    assert not np.array_equal(idx, spurious.balanced_sample(y, attribute, 7, seed=2, name="b"))
     with pytest.raises(ValueError, match=r"blond men \(label=1, attribute=1\): 1"):
-        spurious.balanced_sample([0, 0, 1, 1, 1], [0, 1, 0, 0, 1], 2, seed=0,
+        spurious.balanced_sample([0, 0, 1, 1, 1], [0, 1, 0, 0, 1], 2, seed=0, name="b",
                                  names={(1, 1): "blond men", (0, 0): "a", (0, 1): "b",
                                         (1, 0): "c"})
 
