@@ -18,14 +18,14 @@ example, and example ``i``'s profile at ratio ``r`` is the fraction correct amon
 the ratio-``r`` models whose mask excludes ``i`` (:func:`aggregate`). The
 C-score is the mean of the profiles over the ratios.
 
-Speed. On 2 CPU cores vmapping models brings no gain: minibatch MLP training
-runs at the same rate whether models are vmapped or trained one at a time, and
-vmapped full-batch GD or CNNs are slower (batched matmuls / grouped
-convolutions are slower XLA:CPU kernels; ``benchmarks/cscores.py`` measures it,
-and benchmarks/README.md holds the figures). The vmapped path is for
-accelerators; results do not depend on ``batch_models``. The default budget (MLP 64-256-C, K = 32 per ratio,
-200 steps of batch 64, lr 0.05, momentum 0.9) scores the ~1000-example digits
-training set in ~4-8 s on CPU (compilation included).
+Speed. On CPU, vmapping models brings no gain: minibatch MLP training runs at
+the same rate vmapped or one model at a time, and vmapped full-batch GD or CNNs
+are slower (batched matmuls and grouped convolutions are slower XLA:CPU kernels).
+The vmapped path is for accelerators; results do not depend on
+``batch_models``. ``benchmarks/cscores.py`` measures both, and
+benchmarks/README.md holds the figures, including the default budget's (MLP
+64-256-C, K = 32 per ratio, 200 steps of batch 64, lr 0.05, momentum 0.9) on
+the digits.
 
 Coverage. By default the subsets follow a balanced design (:func:`draw_masks`):
 each is still a uniform random n-subset marginally, but every example is held

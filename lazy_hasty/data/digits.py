@@ -67,8 +67,8 @@ def stratified_split(y: np.ndarray, n_test: int, seed: int) -> tuple[np.ndarray,
     """Positions ``(train, test)`` of a seeded split stratified by class, ``n_test`` in test.
 
     Draw for draw what scikit-learn's ``train_test_split(range(len(y)),
-    test_size=n_test, stratify=y, random_state=seed)`` returns (a test checks it), so
-    the published splits stay as they were, without importing scikit-learn.
+    test_size=n_test, stratify=y, random_state=seed)`` returns (a test checks it),
+    without importing scikit-learn.
     """
     rng = np.random.RandomState(seed)
     _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)

@@ -22,8 +22,8 @@ def torch_kernel_init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.flo
     fan_in is every axis but the last: in_features of a dense kernel (in, out),
     in_channels * kh * kw of a conv kernel (kh, kw, in, out). The uniform draw is
     made flat, then reshaped: threefry numbers the elements by their flat index, so
-    the bits are the same, and XLA:CPU compiles a flat draw 2-5x faster than a 4-D
-    one (these compiles are most of the time it takes to initialise a ResNet).
+    the bits are the same, and XLA:CPU compiles a flat draw several times faster than
+    a 4-D one (these compiles are most of the time it takes to initialise a ResNet).
     """
     variance = jnp.array((1.0 / 3.0) / math.prod(shape[:-1]), dtype)
     flat = jax.random.uniform(key, (math.prod(shape),), dtype, -1)
