@@ -57,7 +57,7 @@ def main() -> None:
     x = (digits.images / 16.0).astype(np.float32)[: args.n, ..., None]
     y = digits.target.astype(np.int32)[: args.n]
     num_models, steps = (4, 50) if args.quick else (32, 200)
-    masks = draw_masks(numpy_rng(0), len(y), 0.6, num_models)
+    masks = draw_masks(numpy_rng(0, "cscore_masks", 0), len(y), 0.6, num_models)
     configs = [  # (model, kwargs, minibatch size, learning rate)
         ("mlp", {"features": DEFAULT_MLP_FEATURES}, 64, 0.05),
         ("mlp", {"features": DEFAULT_MLP_FEATURES}, None, 0.5),
