@@ -53,14 +53,16 @@ import jax  # noqa: E402  (reads the cache settings above)
 import pytest  # noqa: E402
 
 
-# The slowest files, slowest first (about 23 to 66 s of CPU each on 2 cores, with the
-# loop emitters). The parallel workers (scripts/test.sh: --dist loadfile
+# The slowest files, slowest first (benchmarks/README.md, Test suite, has their CPU
+# times). The parallel workers (scripts/test.sh: --dist loadfile
 # --no-loadscope-reorder) take files in collection order, so the long ones start
 # early and the short ones fill the gaps.
 SLOWEST_FIRST = ("experiments/test_difficulty_spurious.py", "test_ntk.py", "test_main.py",
-                 "benchmarks/test_accelerator_check.py", "experiments/test_sweep.py",
-                 "experiments/test_yinyang.py", "engine/test_preemption.py",
-                 "engine/test_loop.py", "experiments/test_difficulty.py")
+                 "experiments/test_sweep.py", "benchmarks/test_accelerator_check.py",
+                 "experiments/test_yinyang.py", "engine/test_loop.py", "test_docs.py",
+                 "engine/test_preemption.py", "experiments/test_difficulty.py",
+                 "models/test_models.py", "analysis/test_consistency.py",
+                 "colabs/test_yinyang.py", "experiments/test_seeds.py")
 
 
 def pytest_collection_modifyitems(items):
