@@ -18,7 +18,8 @@ from lazy_hasty.rng import numpy_rng
 
 def cifar10_shaped(*, seed: int, label_noise: float, group_size: int, test_size: int,
                    train_size: int) -> DescribedDataset:
-    """``train_size`` training images (``config.train_size``) (a fifth as many held out and as test images)."""
+    """``train_size`` training images (``config.train_size``), and a fifth as many
+    held-out and test images."""
     rng = numpy_rng(seed, "generated_cifar")
     sizes = {"train": train_size, "heldout": train_size // 5, "test": train_size // 5}
     parts = {name: splits.Split(rng.normal(size=(n, 32, 32, 3)).astype(np.float32),

@@ -9,6 +9,14 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
+    _data(config)
+    _training(config)
+    _run(config)
+    return config
+
+
+def _data(config: ml_collections.ConfigDict) -> None:
+    """The dataset, its notion of difficulty and the seed."""
     config.experiment = "difficulty"
     config.seed = 0                     # init, minibatch order, noise, groups, probe set
     # A registered dataset ("digits" (embedded), "cifar10" (TFDS), "digits_spurious",
@@ -36,6 +44,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.pretrained = ""              # torchvision ResNet18 state dict (.npz/.pth)
     config.group_size = 0               # examples sampled per group (0: all)
     config.test_size = 0                # test examples evaluated (0: all)
+
+
+def _training(config: ml_collections.ConfigDict) -> None:
+    """The model, the regimes and how each is trained, recorded and probed."""
     # A ReLU MLP on flattened 8x8 digits: with it, alpha = 100 stays linear
     # (sign similarity >= 0.95), which the small CNN at this size does not.
     config.model = "mlp"
@@ -56,6 +68,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.ntk_implementation = "structured"   # or "jacobian", "ntvp" (lazy_hasty/ntk.py)
     config.ntk_chunk_size = 0           # 0: no chunking
     config.eval_batch_size = 512
+
+
+def _run(config: ml_collections.ConfigDict) -> None:
+    """Where the data lives, checkpoints, monitoring and figures."""
     # A training set up to this size (MiB, with f(params0, x)) is put on every device
     # once and minibatches are gathered there; a larger one is gathered on the host,
     # one step ahead. 0: always the host.
@@ -72,4 +88,3 @@ def get_config() -> ml_collections.ConfigDict:
     # False: no fig2/fig3.png or learning_times.png (e.g. for the many runs of a sweep,
     # which draws its own figures); records, arrays and summary are the same.
     config.figures = True
-    return config

@@ -138,7 +138,7 @@ def write_outputs(prep: Prepared) -> None:
                           **{f"correct_{k}": v for k, v in correct.items()})
         records.write_npz(paths["learning_times.npz"], **times)
     if prep.writer and config.figures:
-        from lazy_hasty.analysis import plots  # matplotlib only when drawing (not on a config error)
+        from lazy_hasty.analysis import plots  # matplotlib only when drawing
         plots.plot_difficulty(paths["fig3.png" if "fig3.png" in paths else "fig2.png"],
                               log.records, regimes=names, spec=spec)
         plots.plot_learning_times(paths["learning_times.png"], times, spec, compare)

@@ -19,9 +19,10 @@ When every seed is done, the script aggregates (unless ``--noaggregate``), as
 the difficulty spec in the seeds' ``summary.json`` says:
 ``DIR/fig4.png`` (:func:`lazy_hasty.analysis.plots.plot_seed_bands`: one panel per
 group of the spec's panels, against its progress measure) and
-``DIR/seeds_summary.json`` (each seed's ``summary.json``, the spec, and for each of the spec's statistics the mean
-over seeds with a 95 % Student-t interval (2 seeds or more), the number of
-seeds of each sign, min, max, and every seed's own bootstrap interval).
+``DIR/seeds_summary.json`` (each seed's ``summary.json``, the spec, and for each
+of the spec's statistics the mean over seeds with a 95 % Student-t interval (2
+seeds or more), the number of seeds of each sign, min, max, and every seed's own
+bootstrap interval).
 
 ``--print_commands`` prints one self-contained shell command per pending seed
 (absolute paths) and exits without running anything.

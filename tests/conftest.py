@@ -53,7 +53,7 @@ import jax  # noqa: E402  (reads the cache settings above)
 import pytest  # noqa: E402
 
 
-# The slowest files, slowest first (benchmarks/README.md, Test suite, has their CPU
+# The slowest files, slowest first (benchmarks/README.md, Test suite, has their
 # times). The parallel workers (scripts/test.sh: --dist loadfile
 # --no-loadscope-reorder) take files in collection order, so the long ones start
 # early and the short ones fill the gaps.

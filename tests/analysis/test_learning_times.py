@@ -85,8 +85,8 @@ def test_bad_input_raises(correct, progress, match):
 
 from lazy_hasty.analysis import inference  # noqa: E402
 from lazy_hasty.difficulty import DifficultySpec, Panel  # noqa: E402
-from lazy_hasty.analysis.learning_times import (difficulty_learning_times, ladder_examples,  # noqa: E402
-                                       ladder_times, lateness, time_rank_correlation)
+from lazy_hasty.analysis.learning_times import (  # noqa: E402
+    difficulty_learning_times, ladder_examples, ladder_times, lateness, time_rank_correlation)
 
 # Columns: 1 example of train/other, 2 of train/easy, 2 of train/mid, 2 of train/hard.
 SLICES = {"train/other": slice(0, 1), "train/easy": slice(1, 3), "train/mid": slice(3, 5),

@@ -32,7 +32,8 @@ def _records(res=12, n_steps=30, runs=4, thresholds=(0.5, 0.3, 0.1)):
     labels = np.asarray(yinyang_labels(g))
     t = len(thresholds)
     deltas = {
-        "alpha=100": labels[None] * np.linspace(0.1, 0.3, t)[:, None] + 0.01 * rng.random((t, res * res)),
+        "alpha=100": (labels[None] * np.linspace(0.1, 0.3, t)[:, None]
+                      + 0.01 * rng.random((t, res * res))),
         "linearized": -0.8 * labels[None] * np.ones((t, 1)),
     }
     return dict(train_points=np.asarray(x), train_labels=np.asarray(y), steps=steps,

@@ -190,7 +190,8 @@ SPURIOUS_KEYS = ("balanced_train/majority/accuracy", "balanced_train/minority/ac
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
-    return checks.run(digits_spurious_tiny.get_config(), tmp_path_factory.mktemp("spurious") / "work")
+    return checks.run(digits_spurious_tiny.get_config(),
+                      tmp_path_factory.mktemp("spurious") / "work")
 
 
 def test_digits_spurious_run_files_records_and_groups(digits_run):

@@ -148,7 +148,8 @@ def test_frozen_batchnorm_resnet_is_batch_independent():
     # Non-trivial statistics so the test exercises them.
     leaves, treedef = jax.tree.flatten(state)
     keys = jax.random.split(jax.random.key(2), len(leaves))
-    state = jax.tree.unflatten(treedef, [l + jax.random.uniform(k, l.shape) for l, k in zip(leaves, keys)])
+    state = jax.tree.unflatten(
+        treedef, [leaf + jax.random.uniform(k, leaf.shape) for leaf, k in zip(leaves, keys)])
     apply_fn = make_apply_fn(module, state)
     full = apply_fn(params, x)
     np.testing.assert_allclose(apply_fn(params, x[:1]), full[:1], rtol=1e-5, atol=1e-6)
