@@ -52,6 +52,16 @@ def _training(config: ml_collections.ConfigDict) -> None:
     # (sign similarity >= 0.95), which the small CNN at this size does not.
     config.model = "mlp"
     config.model_kwargs = ml_collections.ConfigDict({"features": (256, 256)})
+    # Richness beyond alpha (lazy_hasty/richness.py, docs/richness.md): "standard",
+    # "ntk" or "mup"; the network's output is divided by gamma (> 0).
+    config.parameterization = "standard"
+    config.gamma = 1.0
+    # The learning rate's dependence on g = gamma / alpha: "lazy" (lr * g^2, the paper's
+    # lr / alpha^2) or "richness" (g^2 up to lr_crossover, then g^(2/L) beyond, with
+    # L = lr_depth, 0: the model's number of weight layers).
+    config.lr_rule = "lazy"
+    config.lr_crossover = 1.0
+    config.lr_depth = 0
     config.regimes = ("alpha=1", "alpha=100")
     config.num_epochs = (100, 300)      # one entry per regime
     config.compare = ("alpha=1", "alpha=100")   # (non-linear, linear) for hastiness

@@ -80,7 +80,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> Prepared:
                          if writer and config.tensorboard else None)
     if resume_step is not None:
         log.restore(resume_step, setup.evaluator.size)
-    return Prepared(config, parsed, data, setup, [options(config, n, data.spec)
+    return Prepared(config, parsed, data, setup, [options(config, n, data.spec, setup)
                                                   for n in num_steps],
                     log, checkpointer, paths, writer)
 

@@ -9,7 +9,7 @@ from typing import NamedTuple
 import ml_collections
 import numpy as np
 
-from lazy_hasty import datasets, models, rng
+from lazy_hasty import datasets, models, richness, rng
 from lazy_hasty.engine import loop
 from lazy_hasty.difficulty import DifficultySpec
 from lazy_hasty.engine.evaluation import GroupEvaluator, LinearityProbe
@@ -24,11 +24,13 @@ class Setup(NamedTuple):
     evaluator: GroupEvaluator
     probe: LinearityProbe
     state: Params                   # non-trainable variables apply_fn closes over
+    richness: richness.Richness     # what the learning rate depends on besides alpha
 
 
 def build(config: ml_collections.ConfigDict, data: datasets.DescribedDataset) -> Setup:
     """Model and ``params0`` (seeded, or imported weights), evaluator and probe."""
     module = models.get_model(config.model, num_outputs=data.num_classes,
+                              parameterization=config.parameterization, gamma=config.gamma,
                               **config.model_kwargs.to_dict())
     train = data.train
     if config.pretrained:           # ImageNet ResNet18 weights, fresh head (Waterbirds)
@@ -44,11 +46,20 @@ def build(config: ml_collections.ConfigDict, data: datasets.DescribedDataset) ->
                            ntk_implementation=config.ntk_implementation,
                            ntk_chunk_size=config.ntk_chunk_size or None)
     evaluator = GroupEvaluator(data.flat_groups(), batch_size=config.eval_batch_size)
-    return Setup(models.make_apply_fn(module, state), params0, evaluator, probe, state)
+    return Setup(models.make_apply_fn(module, state), params0, evaluator, probe, state,
+                 _richness(config, module))
 
 
-def options(config: ml_collections.ConfigDict, num_steps: int,
-            spec: DifficultySpec) -> loop.TrainOptions:
+def _richness(config: ml_collections.ConfigDict, module) -> richness.Richness:
+    """The network's :class:`richness.Richness` (its width and depth from ``module``)."""
+    rule = richness.LearningRateRule(config.lr_rule, config.lr_crossover,
+                                     config.lr_depth or models.depth(module))
+    return richness.Richness(config.gamma, richness.width_multiplier(
+        config.parameterization, models.width(module)), rule)
+
+
+def options(config: ml_collections.ConfigDict, num_steps: int, spec: DifficultySpec,
+            setup: Setup) -> loop.TrainOptions:
     """The training options of one regime (a stop rule on the spec's progress measure
     when ``config.stop_at_progress`` is set)."""
     stop = None
@@ -58,4 +69,5 @@ def options(config: ml_collections.ConfigDict, num_steps: int,
         num_steps=num_steps, batch_size=config.batch_size, learning_rate=config.learning_rate,
         momentum=config.momentum, seed=config.seed, ladder_ratio=config.ladder_ratio,
         probe_every=config.probe_every, checkpoint_every=config.checkpoint_every_steps,
-        stop=stop, device_data_bytes=int(config.device_data_mb * 2**20))
+        stop=stop, device_data_bytes=int(config.device_data_mb * 2**20),
+        richness=setup.richness)

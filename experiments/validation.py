@@ -14,7 +14,7 @@ import ml_collections
 
 from configs import difficulty_base
 from experiments import common
-from lazy_hasty import datasets, regimes
+from lazy_hasty import datasets, regimes, richness
 from lazy_hasty.engine import monitor, sharding
 
 POSITIVE_KEYS = ("batch_size", "learning_rate", "probe_every", "eval_batch_size",
@@ -47,12 +47,30 @@ def _check_weights(config: ml_collections.ConfigDict) -> None:
                          "torchvision resnet18 state dict (.npz, or .pth with torch installed)")
 
 
+def _check_richness(config: ml_collections.ConfigDict) -> None:
+    richness.check_parameterization(config.parameterization)
+    richness.check_positive("gamma", config.gamma)
+    richness.LearningRateRule(config.lr_rule, config.lr_crossover, max(config.lr_depth, 1))
+    if config.lr_depth < 0:
+        raise ValueError(f"lr_depth must be >= 0 (0: the model's depth), got "
+                         f"{config.lr_depth!r}")
+    shadowed = {"parameterization", "gamma"} & set(config.model_kwargs.keys())
+    if shadowed:
+        raise ValueError(f"set config.{sorted(shadowed)[0]}, not model_kwargs."
+                         f"{sorted(shadowed)[0]}")
+    if config.pretrained and config.parameterization != "standard":
+        raise ValueError(f"imported weights (config.pretrained) are in the standard "
+                         f"parameterization; {config.parameterization!r} does not support "
+                         "them: drop --config.pretrained or use 'standard'")
+
+
 def check_config(config: ml_collections.ConfigDict) -> list[regimes.Regime]:
     """All checks that need no data; returns the parsed regimes."""
     common.check_keys(config, difficulty_base.get_config())
     datasets.resolve(config.dataset)
     _check_weights(config)
     _check_ranges(config)
+    _check_richness(config)
     if config.tensorboard:
         monitor.check_installed()
     parsed = [regimes.parse_regime(r) for r in config.regimes]

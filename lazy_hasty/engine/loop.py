@@ -35,6 +35,7 @@ from lazy_hasty.engine import preemption, sharding, train
 from lazy_hasty.engine.evaluation import GroupEvaluator, LinearityProbe
 from lazy_hasty.engine.schedule import RecordSchedule
 from lazy_hasty.regimes import Regime
+from lazy_hasty.richness import Richness
 from lazy_hasty.types import ApplyFn, Params
 
 
@@ -127,6 +128,7 @@ class TrainOptions(NamedTuple):
     log_every_seconds: float = 30.0
     stop: Optional[StopRule] = None  # None: train for num_steps
     device_data_bytes: int = 0      # training sets up to this size are kept on device
+    richness: Richness = Richness()  # the learning rate's dependence on gamma and alpha
 
 
 class Hooks(Protocol):
@@ -315,9 +317,8 @@ class _Program:
               if regime.kind == "rescaled" else None            # the fixed training set
               for p, m in zip(self.starts, members)]
         self.batches = _Batches(members, f0, options, mesh if not vmapped else None)
-        self.optimizer = train.regime_optimizer(regime, options.optimizer,
-                                                options.learning_rate, options.momentum)
-        self._lr = regime.learning_rate(options.learning_rate)
+        self._lr = options.richness.learning_rate(regime, options.learning_rate)
+        self.optimizer = train.make_optimizer(options.optimizer, self._lr, options.momentum)
         self._step = _compiled_step(apply_fn, options.optimizer, options.momentum,
                                     self.batches.gather, self.batches.on_device, vmapped)
         self.params0 = self.stack(self.starts)

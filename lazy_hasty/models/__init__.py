@@ -10,6 +10,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 
+from lazy_hasty import richness
 from lazy_hasty.models.cnn import SmallCNN
 from lazy_hasty.models.mlp import MLP
 from lazy_hasty.models.resnet import ResNet18
@@ -21,10 +22,29 @@ MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn": SmallCNN, "resnet18": R
 
 
 def get_model(name: str, **kwargs: Any) -> nn.Module:
-    """Instantiate the model registered under ``name`` with ``kwargs``."""
+    """Instantiate the model registered under ``name`` with ``kwargs`` (a
+    ``parameterization`` and ``gamma`` are checked here)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid names: {sorted(MODELS)}")
+    richness.check_parameterization(kwargs.get("parameterization", "standard"))
+    richness.check_positive("gamma", kwargs.get("gamma", 1.0))
     return MODELS[name](**kwargs)
+
+
+def width(module: nn.Module) -> int:
+    """The width that ``mup`` scales the learning rate by: the MLP's last hidden
+    layer, the CNN's and ResNet's ``width``."""
+    return module.features[-1] if isinstance(module, MLP) else module.width
+
+
+def depth(module: nn.Module) -> int:
+    """The number of weight layers on the longest path (the ``L`` of the richness
+    learning-rate rule): hidden layers + 1, 5 in the small CNN, 18 in a ResNet18."""
+    if isinstance(module, MLP):
+        return len(module.features) + 1
+    if isinstance(module, SmallCNN):
+        return 5
+    return 2 + 2 * sum(module.blocks)
 
 
 def init_model(module: nn.Module, rng: jax.Array, x: jax.Array) -> tuple[Params, State]:
@@ -58,6 +78,6 @@ def intermediates(
 
 
 __all__ = [
-    "MLP", "MODELS", "ResNet18", "SmallCNN", "get_model", "init_model",
-    "intermediates", "make_apply_fn",
+    "MLP", "MODELS", "ResNet18", "SmallCNN", "depth", "get_model", "init_model",
+    "intermediates", "make_apply_fn", "width",
 ]

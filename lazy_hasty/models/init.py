@@ -1,17 +1,23 @@
-"""PyTorch-default initialisers for flax.
+"""PyTorch-default initialisers for flax, and layers in every parameterization.
 
 torch ``nn.Linear`` / ``nn.Conv2d`` draw weights from kaiming_uniform(a=sqrt(5)),
 i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and biases from the same interval.
 Matching this lets the flax networks start from the distribution used in the
-paper (and makes torch weight import a drop-in).
+paper (and makes torch weight import a drop-in). The ``ntk`` and ``mup``
+parameterizations (:mod:`lazy_hasty.richness`) store U(-1, 1) parameters and
+multiply the layer's output by its multiplier.
 """
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from lazy_hasty import richness
+
+Layer = Callable[[jax.Array], jax.Array]
 
 
 def torch_kernel_init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32
@@ -63,3 +69,39 @@ def torch_conv(
         bias_init=torch_bias_init(fan_in),
         **kwargs,
     )
+
+
+def unit_uniform_init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32
+                      ) -> jax.Array:
+    """U(-1, 1), drawn flat as :func:`torch_kernel_init` draws (the same bits)."""
+    return jax.random.uniform(key, (math.prod(shape),), dtype, -1).reshape(shape)
+
+
+def _scaled(layer: nn.Module, multiplier: float) -> Layer:
+    return lambda x: multiplier * layer(x)
+
+
+def dense(features: int, in_features: int, parameterization: str = "standard",
+          readout: bool = False, **kwargs: Any) -> Layer:
+    """A dense layer in ``parameterization`` (``readout``: the network's last layer)."""
+    if parameterization == "standard":
+        return torch_dense(features, in_features, **kwargs)
+    layer = nn.Dense(features, kernel_init=unit_uniform_init, bias_init=unit_uniform_init,
+                     **kwargs)
+    return _scaled(layer, richness.layer_multiplier(parameterization, in_features, readout))
+
+
+def conv(features: int, kernel_size: tuple[int, int], in_channels: int,
+         parameterization: str = "standard", **kwargs: Any) -> Layer:
+    """A convolution in ``parameterization`` (never a readout)."""
+    if parameterization == "standard":
+        return torch_conv(features, kernel_size, in_channels, **kwargs)
+    layer = nn.Conv(features, kernel_size, kernel_init=unit_uniform_init,
+                    bias_init=unit_uniform_init, **kwargs)
+    fan_in = in_channels * kernel_size[0] * kernel_size[1]
+    return _scaled(layer, richness.layer_multiplier(parameterization, fan_in, False))
+
+
+def divide_by_gamma(logits: jax.Array, gamma: float) -> jax.Array:
+    """The network's output ``logits / gamma`` (no operation at ``gamma = 1``)."""
+    return logits if gamma == 1 else logits / gamma

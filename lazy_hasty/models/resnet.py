@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lazy_hasty.models.init import torch_conv, torch_dense
+from lazy_hasty.models.init import conv, dense, divide_by_gamma
 
 NORMS = ("none", "frozen_batchnorm", "group")
 STEMS = ("cifar", "imagenet")
@@ -44,10 +44,10 @@ def make_norm(norm: str, channels: int, name: str, dtype: Any = None) -> nn.Modu
 
 
 def _conv(x: jax.Array, features: int, kernel: int, stride: int, pad: int,
-          use_bias: bool, name: str, dtype: Any) -> jax.Array:
-    """Torch-style conv: explicit symmetric padding, torch-default init."""
-    return torch_conv(
-        features, (kernel, kernel), x.shape[-1], strides=(stride, stride),
+          use_bias: bool, name: str, dtype: Any, parameterization: str) -> jax.Array:
+    """Torch-style conv: explicit symmetric padding, torch-default init (standard)."""
+    return conv(
+        features, (kernel, kernel), x.shape[-1], parameterization, strides=(stride, stride),
         padding=((pad, pad), (pad, pad)), use_bias=use_bias, dtype=dtype, name=name,
     )(x)
 
@@ -68,16 +68,18 @@ class BasicBlock(nn.Module):
     stride: int = 1
     norm: str = "none"
     dtype: Any = None
+    parameterization: str = "standard"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
         bias = self.norm == "none"
-        y = _conv(x, self.features, 3, self.stride, 1, bias, "conv1", self.dtype)
+        conv_args = (self.dtype, self.parameterization)
+        y = _conv(x, self.features, 3, self.stride, 1, bias, "conv1", *conv_args)
         pre1 = _norm(y, self.norm, "bn1", self.dtype)
-        y = _conv(nn.relu(pre1), self.features, 3, 1, 1, bias, "conv2", self.dtype)
+        y = _conv(nn.relu(pre1), self.features, 3, 1, 1, bias, "conv2", *conv_args)
         y = _norm(y, self.norm, "bn2", self.dtype)
         if self.stride != 1 or x.shape[-1] != self.features:
-            x = _conv(x, self.features, 1, self.stride, 0, bias, "downsample_conv", self.dtype)
+            x = _conv(x, self.features, 1, self.stride, 0, bias, "downsample_conv", *conv_args)
             x = _norm(x, self.norm, "downsample_bn", self.dtype)
         pre2 = y + x
         return nn.relu(pre2), (pre1, pre2)
@@ -93,6 +95,8 @@ class ResNet18(nn.Module):
     ``blocks`` sets the BasicBlocks per stage: (1, 1, 1, 1) is a ResNet10 with the
     same layer kinds (stem, blocks with and without a projection shortcut, head)
     and half the layers, e.g. for checks whose cost is compiling the network.
+    ``parameterization`` and ``gamma``: :mod:`lazy_hasty.richness` (norm layers keep
+    their standard form).
     """
 
     num_outputs: int = 10
@@ -103,6 +107,8 @@ class ResNet18(nn.Module):
     dtype: Any = None
     input_mean: tuple[float, ...] | None = None   # set: x is uint8, scaled to [0, 1]
     input_std: tuple[float, ...] | None = None    # and normalised per channel here
+    parameterization: str = "standard"
+    gamma: float = 1.0
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -111,9 +117,9 @@ class ResNet18(nn.Module):
                 jnp.asarray(self.input_std))
         bias = self.norm == "none"
         if self.stem == "cifar":
-            x = _conv(x, self.width, 3, 1, 1, bias, "conv1", self.dtype)
+            x = _conv(x, self.width, 3, 1, 1, bias, "conv1", self.dtype, self.parameterization)
         elif self.stem == "imagenet":
-            x = _conv(x, self.width, 7, 2, 3, bias, "conv1", self.dtype)
+            x = _conv(x, self.width, 7, 2, 3, bias, "conv1", self.dtype, self.parameterization)
         else:
             raise ValueError(f"unknown stem {self.stem!r}; valid options: {STEMS}")
         x = _norm(x, self.norm, "bn1", self.dtype)
@@ -125,11 +131,13 @@ class ResNet18(nn.Module):
             raise ValueError(f"blocks must give 4 stage counts >= 1, got {self.blocks!r}")
         for i, (stride, count) in enumerate(zip((1, 2, 2, 2), self.blocks)):
             for j in range(count):
-                block = BasicBlock(self.width * 2**i, stride if j == 0 else 1,
-                                   self.norm, self.dtype, name=f"layer{i + 1}_{j}")
+                block = BasicBlock(self.width * 2**i, stride if j == 0 else 1, self.norm,
+                                   self.dtype, self.parameterization, name=f"layer{i + 1}_{j}")
                 x, preacts = block(x)
                 for p in preacts:
                     self.sow("intermediates", "preactivations", p)
         x = x.mean(axis=(1, 2))
         self.sow("intermediates", "features", x)
-        return torch_dense(self.num_outputs, x.shape[-1], dtype=self.dtype, name="head")(x)
+        logits = dense(self.num_outputs, x.shape[-1], self.parameterization, readout=True,
+                       dtype=self.dtype, name="head")(x)
+        return divide_by_gamma(logits, self.gamma)

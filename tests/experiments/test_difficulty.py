@@ -171,10 +171,21 @@ def _bad(**overrides):
     (_bad(batch_size=5000), "batch_size 5000 exceeds the 1079 training examples"),
     (_bad(checkpoint_every_steps=-1), "checkpoint_every_steps must be >= 0"),
     (_bad(regimes=("alpha=1", "alpha=1.0"), num_epochs=(1, 1)), "name a regime twice"),
+    (_bad(parameterization="mu"), "unknown parameterization 'mu'; choose one of standard, "
+                                  "ntk, mup"),
+    (_bad(gamma=0.0), "gamma must be a finite number > 0, got 0.0"),
+    (_bad(gamma=-2.0), "gamma must be a finite number > 0, got -2.0"),
+    (_bad(lr_rule="fast"), "unknown learning-rate rule 'fast'"),
+    (_bad(lr_rule="richness", lr_depth=-1), "lr_depth must be >= 0"),
+    (_bad(model_kwargs={"features": (8,), "gamma": 2.0}),
+     r"set config.gamma, not model_kwargs.gamma"),
+    (_bad(parameterization="mup", pretrained=__file__),
+     "'mup' does not support them"),
 ], ids=["unknown-key", "alpha0", "epochs", "compare", "dataset", "noise", "difficulty",
         "probe-size", "alpha-negative", "empty-group", "ladder", "momentum", "lr",
         "probe-every", "epochs-zero", "no-steps", "batch-size", "checkpoint-every",
-        "duplicate-regime"])
+        "duplicate-regime", "parameterization", "gamma0", "gamma-negative", "lr-rule",
+        "lr-depth", "gamma-in-model-kwargs", "pretrained-mup"])
 def test_invalid_config_raises_before_writing(config, match, tmp_path):
     workdir = tmp_path / "work"
     with pytest.raises(ValueError, match=match):
