@@ -49,11 +49,11 @@ def _check_weights(config: ml_collections.ConfigDict) -> None:
 
 def _check_richness(config: ml_collections.ConfigDict) -> None:
     richness.check_parameterization(config.parameterization)
-    richness.check_positive("gamma", config.gamma)
-    richness.LearningRateRule(config.lr_rule, config.lr_crossover, max(config.lr_depth, 1))
+    regimes.check_positive("gamma", config.gamma)
     if config.lr_depth < 0:
         raise ValueError(f"lr_depth must be >= 0 (0: the model's depth), got "
                          f"{config.lr_depth!r}")
+    richness.LearningRateRule(config.lr_rule, config.lr_crossover, config.lr_depth or 1)
     shadowed = {"parameterization", "gamma"} & set(config.model_kwargs.keys())
     if shadowed:
         raise ValueError(f"set config.{sorted(shadowed)[0]}, not model_kwargs."

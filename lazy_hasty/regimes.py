@@ -55,13 +55,18 @@ def linearize(apply_fn: ApplyFn, params0: Params) -> ApplyFn:
     return f_lin
 
 
+def check_positive(name: str, value: float, hint: str = "") -> float:
+    """Validates a finite number > 0 (alpha, gamma, a crossover): returns it as a float."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not math.isfinite(value) or value <= 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}{hint}")
+    return float(value)
+
+
 def check_alpha(alpha: float) -> float:
     """Validates a rescaling factor: it must be a finite positive number."""
-    if (isinstance(alpha, bool) or not isinstance(alpha, numbers.Real)
-            or not math.isfinite(alpha) or alpha <= 0):
-        raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}; "
-                         "use the 'linearized' regime for the alpha -> inf limit.")
-    return float(alpha)
+    return check_positive("alpha", alpha,
+                          "; use the 'linearized' regime for the alpha -> inf limit.")
 
 
 def rescale(apply_fn: ApplyFn, params0: Params, alpha: float

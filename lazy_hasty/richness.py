@@ -31,9 +31,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 
-from lazy_hasty.regimes import Regime
+from lazy_hasty.regimes import Regime, check_positive
 
 PARAMETERIZATIONS = ("standard", "ntk", "mup")
 LR_RULES = ("lazy", "richness")
@@ -47,14 +46,6 @@ def check_parameterization(name: str) -> str:
     return name
 
 
-def check_positive(name: str, value: float) -> float:
-    """Validates a finite number > 0 (gamma, a crossover): returns it as a float."""
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-            or not math.isfinite(value) or value <= 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
 def layer_multiplier(parameterization: str, fan_in: int, readout: bool) -> float:
     """The forward multiplier ``m`` of a layer with ``fan_in`` inputs."""
     if parameterization == "standard":
@@ -62,11 +53,6 @@ def layer_multiplier(parameterization: str, fan_in: int, readout: bool) -> float
     if parameterization == "mup" and readout:
         return 1.0 / fan_in
     return 1.0 / math.sqrt(fan_in)
-
-
-def init_bound(parameterization: str, fan_in: int) -> float:
-    """The stored parameters' initial distribution is ``U(-bound, bound)``."""
-    return 1.0 / math.sqrt(fan_in) if parameterization == "standard" else 1.0
 
 
 def width_multiplier(parameterization: str, width: int) -> float:

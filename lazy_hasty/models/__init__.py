@@ -10,7 +10,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from lazy_hasty import richness
+from lazy_hasty import regimes, richness
 from lazy_hasty.models.cnn import SmallCNN
 from lazy_hasty.models.mlp import MLP
 from lazy_hasty.models.resnet import ResNet18
@@ -27,7 +27,7 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid names: {sorted(MODELS)}")
     richness.check_parameterization(kwargs.get("parameterization", "standard"))
-    richness.check_positive("gamma", kwargs.get("gamma", 1.0))
+    regimes.check_positive("gamma", kwargs.get("gamma", 1.0))
     return MODELS[name](**kwargs)
 
 

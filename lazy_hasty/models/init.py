@@ -20,6 +20,13 @@ from lazy_hasty import richness
 Layer = Callable[[jax.Array], jax.Array]
 
 
+def unit_uniform_init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32
+                      ) -> jax.Array:
+    """U(-1, 1), drawn flat and reshaped: the stored init of ``ntk`` and ``mup``, and
+    the draw that :func:`torch_kernel_init` scales."""
+    return jax.random.uniform(key, (math.prod(shape),), dtype, -1).reshape(shape)
+
+
 def torch_kernel_init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32
                       ) -> jax.Array:
     """Kernel init U(-1/sqrt(fan_in), 1/sqrt(fan_in)): bit for bit what
@@ -32,8 +39,7 @@ def torch_kernel_init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.flo
     a 4-D one (these compiles are most of the time it takes to initialise a ResNet).
     """
     variance = jnp.array((1.0 / 3.0) / math.prod(shape[:-1]), dtype)
-    flat = jax.random.uniform(key, (math.prod(shape),), dtype, -1)
-    return flat.reshape(shape) * jnp.sqrt(3 * variance)
+    return unit_uniform_init(key, shape, dtype) * jnp.sqrt(3 * variance)
 
 
 def torch_bias_init(fan_in: int) -> nn.initializers.Initializer:
@@ -69,12 +75,6 @@ def torch_conv(
         bias_init=torch_bias_init(fan_in),
         **kwargs,
     )
-
-
-def unit_uniform_init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32
-                      ) -> jax.Array:
-    """U(-1, 1), drawn flat as :func:`torch_kernel_init` draws (the same bits)."""
-    return jax.random.uniform(key, (math.prod(shape),), dtype, -1).reshape(shape)
 
 
 def _scaled(layer: nn.Module, multiplier: float) -> Layer:
