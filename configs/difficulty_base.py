@@ -12,6 +12,7 @@ def get_config() -> ml_collections.ConfigDict:
     _data(config)
     _training(config)
     _run(config)
+    _learning_rate_search(config)
     return config
 
 
@@ -98,3 +99,19 @@ def _run(config: ml_collections.ConfigDict) -> None:
     # False: no fig2/fig3.png or learning_times.png (e.g. for the many runs of a sweep,
     # which draws its own figures); records, arrays and summary are the same.
     config.figures = True
+
+
+def _learning_rate_search(config: ml_collections.ConfigDict) -> None:
+    """How ``experiments/sweep.py --lr_grid`` picks each swept value's learning rate.
+
+    Every grid rate trains a search run per seed for ``lr_search_steps`` steps;
+    ``lr_search_criterion`` scores it: ``"progress"`` is the difficulty spec's
+    progress measure at its last record (lower loss or higher accuracy is
+    better); ``"steps_to_target"`` is the step of its first record whose progress
+    reaches ``lr_search_target`` (fewer is better; never reached is worst). The
+    rate with the best mean over seeds, among those no seed diverged at, trains
+    the value's swept runs. A ``main.py`` run only checks these keys.
+    """
+    config.lr_search_steps = 200
+    config.lr_search_criterion = "progress"   # or "steps_to_target"
+    config.lr_search_target = 0.0       # steps_to_target only: the progress to reach (> 0)

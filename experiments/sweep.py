@@ -2,8 +2,8 @@
 
 python experiments/sweep.py --config=configs/digits_noise.py --workdir=DIR [--seeds=5] \\
     [--values=0.5,1,3,10,30,100,300,1000] [--first_seed=0] [--axis=alpha --regime=alpha=1] \\
-    [--reference_epochs=0] [--max_epochs=0] [--nobatch] [--print_commands] \\
-    [--config.<key>=<value> ...]
+    [--reference_epochs=0] [--max_epochs=0] [--lr_grid=0.25,0.5,1,2,4] [--nobatch] \\
+    [--print_commands] [--config.<key>=<value> ...]
 
 What runs. For every seed ``k``, the exactly linearized reference
 ``DIR/linearized/seed_<k>`` trains for ``--reference_epochs`` (default: the
@@ -21,6 +21,19 @@ Another axis: ``--axis=model_kwargs.features --values=64,256,1024
 every entry: every hidden layer ``v`` wide) and gives each value its own
 linearized reference: ``DIR/model_kwargs.features=64/{alpha=1,linearized}/seed_<k>``.
 
+Learning rate per value: ``--lr_grid=0.25,0.5,1,2,4`` (multipliers of
+``config.learning_rate``) gives each value the rate that suits it rather than one
+rate for all. Before a value's swept runs, every grid rate trains the swept
+regime from every seed for ``config.lr_search_steps`` steps
+(``DIR/<value dir>/lr_search/lr=<m>/seed_<k>``, ordinary runs like the others);
+``config.lr_search_criterion`` scores each (the progress at its last record, or
+the step it first reaches ``config.lr_search_target``), and the rate with the best
+mean over seeds among those no seed diverged at
+(:func:`lazy_hasty.analysis.lr_search.select`) trains that value's swept runs
+(``--config.learning_rate``); the linearized references keep the config's rate.
+``DIR/<value dir>/lr_search.json`` holds the scores and the choice. Without
+``--lr_grid`` no search runs and every run trains at the config's rate.
+
 Batching: the seeds of one value train in lockstep as one vmapped program
 (:func:`lazy_hasty.engine.loop.train_members`: the same records as one at a time,
 ``--nobatch``). A run that diverges gets ``DIVERGED`` in its workdir and the
@@ -30,14 +43,15 @@ checkpoint of every run in training and exit code 75. The same command then
 resumes: runs holding ``COMPLETED`` or ``DIVERGED`` are skipped and the others
 continue from their checkpoints, to the records of an uninterrupted sweep.
 ``--print_commands`` prints one command per pending run,
-references first: a value's targets are known once its references are done,
-so run what it prints, then ask again.
+references (and search runs) first: a value's targets (and rate) are known once
+its references (and search runs) are done, so run what it prints, then ask again.
 
 Outputs in ``DIR`` (:mod:`lazy_hasty.analysis.sweep`): ``sweep_summary.json`` (per
 statistic of the spec and value: across-seed mean, 95 % Student-t interval,
 sign counts, per-seed values and bootstrap intervals, diverged seeds; the
 rank correlation with log alpha; end-of-training linearity; learning-time
-rank correlations), ``fig5.png`` and ``learning_times.png`` (the config's
+rank correlations; with ``--lr_grid``, ``learning_rates``: per value, the
+``lr_search.json`` contents), ``fig5.png`` and ``learning_times.png`` (the config's
 ``compare`` pair at the first seed, when both are swept).
 """
 
@@ -75,6 +89,8 @@ def define_flags() -> None:
                        "(0: the config's largest num_epochs).", lower_bound=0)
     flags.DEFINE_float("max_epochs", 0, "Cap of the swept runs (0: twice the references').",
                        lower_bound=0)
+    flags.DEFINE_string("lr_grid", None, "Comma-separated multipliers of config.learning_rate "
+                        "searched per value before its swept runs (default: no search).")
     flags.DEFINE_bool("batch", True, "Train the seeds of a value as one vmapped program.")
     flags.DEFINE_bool("print_commands", False, "Print a main.py command per pending run.")
     flags.mark_flags_as_required(["config", "workdir"])
@@ -88,9 +104,12 @@ def parse_flags(argv):
 
 
 def _print_commands(plan: sweep_runs.Plan) -> None:
-    pending = plan.pending_references()
+    """Prints the pending references and search runs or, once none is left, the pending
+    swept runs, one ``main.py`` command each."""
+    pending = plan.pending_references() + plan.pending_searches()
     if pending:
-        print("sweep.py: the swept runs follow once these references are done; run these, "
+        what = "references and learning-rate search runs" if plan.search else "references"
+        print(f"sweep.py: the swept runs follow once these {what} are done; run these, "
               "then print again", file=sys.stderr)
     else:
         pending = plan.pending_swept()
@@ -107,7 +126,7 @@ def main(argv):
             os.path.abspath(FLAGS.config), os.path.abspath(FLAGS.workdir), FLAGS.axis,
             FLAGS.values, FLAGS.regime, list(range(FLAGS.first_seed,
                                                    FLAGS.first_seed + FLAGS.seeds)),
-            FLAGS.reference_epochs, FLAGS.max_epochs, list(_OVERRIDES))
+            FLAGS.reference_epochs, FLAGS.max_epochs, list(_OVERRIDES), FLAGS.lr_grid)
         if FLAGS.print_commands:
             return _print_commands(plan)
         with preemption.graceful():

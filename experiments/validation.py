@@ -15,6 +15,7 @@ import ml_collections
 from configs import difficulty_base
 from experiments import common
 from lazy_hasty import datasets, regimes, richness
+from lazy_hasty.analysis import lr_search
 from lazy_hasty.engine import monitor, sharding
 
 POSITIVE_KEYS = ("batch_size", "learning_rate", "probe_every", "eval_batch_size",
@@ -64,6 +65,22 @@ def _check_richness(config: ml_collections.ConfigDict) -> None:
                          "them: drop --config.pretrained or use 'standard'")
 
 
+def check_lr_search(config: ml_collections.ConfigDict) -> None:
+    """The learning-rate search keys (``lr_search_*``, read by ``sweep.py --lr_grid``)."""
+    if config.lr_search_steps < 1:
+        raise ValueError(f"lr_search_steps must be >= 1 (the training steps of each "
+                         f"learning-rate search run), got {config.lr_search_steps!r}")
+    if config.lr_search_criterion not in lr_search.CRITERIA:
+        raise ValueError(f"lr_search_criterion must be one of {lr_search.CRITERIA}, got "
+                         f"{config.lr_search_criterion!r}")
+    if not 0 <= config.lr_search_target < float("inf"):
+        raise ValueError(f"lr_search_target must be a finite number >= 0, got "
+                         f"{config.lr_search_target!r}")
+    if config.lr_search_criterion == "steps_to_target" and config.lr_search_target == 0:
+        raise ValueError("lr_search_target must be > 0 with lr_search_criterion="
+                         "'steps_to_target': set it to the progress each search run must reach")
+
+
 def check_config(config: ml_collections.ConfigDict) -> list[regimes.Regime]:
     """All checks that need no data; returns the parsed regimes."""
     common.check_keys(config, difficulty_base.get_config())
@@ -71,6 +88,7 @@ def check_config(config: ml_collections.ConfigDict) -> list[regimes.Regime]:
     _check_weights(config)
     _check_ranges(config)
     _check_richness(config)
+    check_lr_search(config)
     if config.tensorboard:
         monitor.check_installed()
     parsed = [regimes.parse_regime(r) for r in config.regimes]
@@ -101,9 +119,15 @@ def check_against_data(config: ml_collections.ConfigDict, num_train: int) -> lis
         raise ValueError(f"batch_size {config.batch_size} exceeds the {num_train} "
                          "training examples")
     sharding.check_batch_size(config.batch_size, sharding.data_mesh())
-    steps_per_epoch = num_train // config.batch_size
-    num_steps = [int(epochs * steps_per_epoch) for epochs in config.num_epochs]
+    steps = steps_per_epoch(config, num_train)
+    num_steps = [int(epochs * steps) for epochs in config.num_epochs]
     if min(num_steps) < 1:
         raise ValueError(f"num_epochs {tuple(config.num_epochs)} give {num_steps} steps of "
-                         f"{steps_per_epoch} per epoch; every regime needs at least one")
+                         f"{steps} per epoch; every regime needs at least one")
     return num_steps
+
+
+def steps_per_epoch(config: ml_collections.ConfigDict, num_train: int) -> int:
+    """SGD steps in one epoch of ``num_train`` examples (an incomplete last batch is
+    dropped); a regime trains ``int(num_epochs * steps_per_epoch)`` steps."""
+    return num_train // config.batch_size

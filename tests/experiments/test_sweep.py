@@ -1,8 +1,10 @@
 """The alpha sweep (experiments/sweep.py): batched runs equal runs one by one, the
-statistics against the linearized reference, divergence, bad input."""
+statistics against the linearized reference, divergence, bad input, and the
+learning-rate search of each value (--lr_grid)."""
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -266,3 +268,156 @@ def test_members_a_checkpoint_apart_resume_at_the_newest_step_they_share(
 def _bytes(workdir, name):
     with open(os.path.join(workdir, name), "rb") as f:
         return f.read()
+
+
+# ------------------------------------------------- a learning rate per value (--lr_grid)
+
+GRID = "0.5,4"                      # rates 0.025 and 0.2 of the tiny config's 0.05
+SEARCH = [*SMALL, "--config.lr_search_steps=10"]
+
+
+def _grid_plan(workdir, overrides=SEARCH):
+    return sweep_runs.make_plan(CONFIG, str(workdir), "alpha", "1", "alpha=1", [0, 1],
+                                reference_epochs=2, max_epochs=4, overrides=overrides,
+                                lr_grid=GRID)
+
+
+@pytest.fixture(scope="module")
+def searched(swept, tmp_path_factory):
+    """alpha = 1 with a learning-rate search on two rates; the references are the
+    batched sweep's (the same runs), so only the search and swept runs train."""
+    work = tmp_path_factory.mktemp("lr_grid") / "sweep"
+    shutil.copytree(os.path.join(swept[True].workdir, "linearized"), work / "linearized")
+    plan = _grid_plan(work)
+    sweep_runs.run_all(plan, batch=True)
+    sweep_runs.aggregate(plan)
+    return plan
+
+
+def _json(*parts):
+    with open(os.path.join(*parts)) as f:
+        return json.load(f)
+
+
+def test_lr_search_trains_each_rate_and_chooses_the_best_mean(searched):
+    result = _json(searched.workdir, "alpha=1", "lr_search.json")
+    assert result["rates"] == [0.025, 0.2] and result["multipliers"] == [0.5, 4.0]
+    scores = []
+    for m, rate in zip(("0.5", "4"), result["rates"]):
+        row = []
+        for k in (0, 1):
+            run = os.path.join(searched.workdir, "alpha=1", "lr_search", f"lr={m}", f"seed_{k}")
+            assert records.is_completed(run) and _json(run, "config.json")["learning_rate"] == rate
+            rows = records.read_jsonl(os.path.join(run, "metrics.jsonl"))
+            assert rows[-1]["step"] == 9                   # lr_search_steps = 10 steps
+            row.append(rows[-1]["train/clean/accuracy"])   # the spec's progress, higher better
+        scores.append(row)
+    assert result["scores"] == scores and result["lower_is_better"] is False
+    means = [float(np.mean(row)) for row in scores]
+    assert result["mean"] == pytest.approx(means)
+    best = int(np.argmax(means))                           # no exact tie in these runs
+    assert means[best] > means[1 - best]
+    assert result["chosen_index"] == best and result["chosen_rate"] == result["rates"][best]
+    assert result["at_edge"] is True and result["refined"] is None      # two points
+
+
+def test_swept_runs_train_at_the_chosen_rate_and_the_references_at_the_configs(searched):
+    chosen = _json(searched.workdir, "alpha=1", "lr_search.json")["chosen_rate"]
+    for run in searched.swept[1.0]:
+        assert _json(run.workdir, "config.json")["learning_rate"] == chosen
+        assert records.is_completed(run.workdir)
+    resumed = _grid_plan(searched.workdir)                 # what a re-run sees
+    assert not resumed.pending_searches() and not resumed.pending_swept()
+    assert f"--config.learning_rate={chosen!r}" in resumed.command(resumed.swept[1.0][0])
+    reference = resumed.references[None][0]
+    assert not [a for a in resumed.command(reference) if "learning_rate" in a]
+
+
+def test_sweep_summary_gives_the_search_of_each_value(searched, swept):
+    summary = _json(searched.workdir, "sweep_summary.json")
+    assert summary["learning_rates"] == [_json(searched.workdir, "alpha=1", "lr_search.json")]
+    assert summary["hastiness"]["by_value"][0]["num_seeds"] == 2
+    assert "learning_rates" not in _json(swept[True].workdir, "sweep_summary.json")
+
+
+def test_steps_to_target_scores_the_first_record_at_the_target(searched):
+    """The same search runs scored by the step their clean accuracy first reaches 0.8
+    (None: never; fewer steps is better)."""
+    plan = _grid_plan(searched.workdir, [*SEARCH, "--config.lr_search_criterion=steps_to_target",
+                                         "--config.lr_search_target=0.8"])
+    want = []
+    for runs in plan.searches[1.0].values():
+        firsts = [[r["step"] for r in _records(run) if r["train/clean/accuracy"] >= 0.8]
+                  for run in runs]
+        want.append([float(f[0]) if f else None for f in firsts])
+    result = plan.search_result(1.0)
+    assert result["scores"] == want and result["lower_is_better"] is True
+    assert any(s is not None for row in want for s in row)
+
+
+def test_a_rate_a_seed_diverged_at_is_not_chosen(searched, tmp_path):
+    work = tmp_path / "sweep"
+    shutil.copytree(searched.workdir, work)
+    chosen = _json(work, "alpha=1", "lr_search.json")["chosen_index"]
+    lr = ("0.5", "4")[chosen]
+    records.mark_diverged(str(work / "alpha=1" / "lr_search" / f"lr={lr}" / "seed_1"), "test")
+    result = _grid_plan(work).search_result(1.0)
+    assert result["scores"][chosen][1] is None and result["mean"][chosen] is None
+    assert result["chosen_index"] == 1 - chosen
+    assert result["chosen_rate"] == result["rates"][1 - chosen]
+
+
+def test_print_commands_lists_search_runs_before_the_swept_runs(searched, tmp_path, capsys):
+    from experiments import sweep as sweep_cli
+    sweep_cli._print_commands(_grid_plan(tmp_path / "fresh"))
+    out = capsys.readouterr()
+    workdirs = [a for line in out.out.splitlines() for a in shlex.split(line)
+                if a.startswith("--workdir=")]
+    assert workdirs == [f"--workdir={tmp_path / 'fresh' / d / f'seed_{k}'}" for d in (
+        "linearized", "alpha=1/lr_search/lr=0.5", "alpha=1/lr_search/lr=4") for k in (0, 1)]
+    assert "references and learning-rate search runs are done" in out.err
+    work = tmp_path / "searched"                      # searched, swept runs to do
+    shutil.copytree(searched.workdir, work)
+    for k in (0, 1):
+        shutil.rmtree(work / "alpha=1" / f"seed_{k}")
+    sweep_cli._print_commands(_grid_plan(work))
+    chosen = _json(work, "alpha=1", "lr_search.json")["chosen_rate"]
+    lines = [shlex.split(line) for line in capsys.readouterr().out.splitlines()]
+    assert [a for line in lines for a in line if a.startswith("--workdir=")] == [
+        f"--workdir={work / 'alpha=1' / f'seed_{k}'}" for k in (0, 1)]
+    assert all(f"--config.learning_rate={chosen!r}" in line for line in lines)
+
+
+@pytest.mark.parametrize("grid, message", [
+    ("", "--lr_grid is empty"),
+    ("0.5,0,2", "--lr_grid multipliers must be > 0"),
+    ("0.5,fast", "--lr_grid '0.5,fast' must be comma-separated numbers"),
+    ("1,2,1.0", "--lr_grid '1,2,1.0' must be distinct finite numbers"),
+])
+def test_bad_lr_grid_is_one_line(tmp_path, grid, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        sweep_runs.make_plan(CONFIG, str(tmp_path / "w"), "alpha", "1", "alpha=1", [0, 1],
+                             2, 4, SMALL, lr_grid=grid)
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["--config.lr_search_criterion=fastest"], "lr_search_criterion must be one of"),
+    (["--config.lr_search_criterion=steps_to_target"], "lr_search_target must be > 0"),
+    (["--config.lr_search_steps=0"], "lr_search_steps must be >= 1"),
+])
+def test_bad_lr_search_keys_are_one_line(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        _grid_plan(tmp_path / "w", [*SMALL, *overrides])
+    assert not (tmp_path / "w").exists()
+
+
+def test_bad_lr_grid_exits_1_with_one_line_and_no_workdir(tmp_path):
+    work = tmp_path / "w"
+    proc = subprocess.run([sys.executable, SCRIPT, f"--config={CONFIG}", f"--workdir={work}",
+                           "--seeds=2", "--lr_grid="], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "sweep.py: error: --lr_grid is empty; give at least one learning-rate multiplier"]
+    assert not work.exists()
