@@ -105,7 +105,9 @@ def _learning_rate_search(config: ml_collections.ConfigDict) -> None:
     """How ``experiments/sweep.py --lr_grid`` picks each swept value's learning rate.
 
     Every grid rate trains a search run per seed for ``lr_search_steps`` steps;
-    ``lr_search_criterion`` scores it: ``"progress"`` is the difficulty spec's
+    ``lr_search_criterion`` scores it: ``"train_loss"`` is the training loss at
+    its last record (lower is better: the loss after a fixed number of steps, as
+    Atanasov et al. 2025 choose); ``"progress"`` is the difficulty spec's
     progress measure at its last record (lower loss or higher accuracy is
     better); ``"steps_to_target"`` is the step of its first record whose progress
     reaches ``lr_search_target`` (fewer is better; never reached is worst). The
@@ -113,5 +115,5 @@ def _learning_rate_search(config: ml_collections.ConfigDict) -> None:
     the value's swept runs. A ``main.py`` run only checks these keys.
     """
     config.lr_search_steps = 200
-    config.lr_search_criterion = "progress"   # or "steps_to_target"
+    config.lr_search_criterion = "train_loss"   # or "progress", "steps_to_target"
     config.lr_search_target = 0.0       # steps_to_target only: the progress to reach (> 0)

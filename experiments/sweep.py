@@ -26,9 +26,9 @@ Learning rate per value: ``--lr_grid=0.25,0.5,1,2,4`` (multipliers of
 rate for all. Before a value's swept runs, every grid rate trains the swept
 regime from every seed for ``config.lr_search_steps`` steps
 (``DIR/<value dir>/lr_search/lr=<m>/seed_<k>``, ordinary runs like the others);
-``config.lr_search_criterion`` scores each (the progress at its last record, or
-the step it first reaches ``config.lr_search_target``), and the rate with the best
-mean over seeds among those no seed diverged at
+``config.lr_search_criterion`` scores each (the training loss or the progress at its
+last record, or the step it first reaches ``config.lr_search_target``), and the rate
+with the best mean over seeds among those no seed diverged at
 (:func:`lazy_hasty.analysis.lr_search.select`) trains that value's swept runs
 (``--config.learning_rate``); the linearized references keep the config's rate.
 ``DIR/<value dir>/lr_search.json`` holds the scores and the choice. Without

@@ -76,7 +76,7 @@ class LrSearch(NamedTuple):
         return [self.base_rate * m for m in self.multipliers]
 
     def lower_is_better(self) -> bool:
-        return self.criterion == "steps_to_target" or self.spec.decreasing
+        return self.criterion != "progress" or self.spec.decreasing
 
 
 def _axis_override(config: ml_collections.ConfigDict, axis: str, value: float) -> str:
@@ -203,6 +203,8 @@ def _search_score(run: Run, search: LrSearch) -> Optional[float]:
     if records.diverged(run.workdir) is not None:
         return None
     rows = records.read_jsonl(os.path.join(run.workdir, "metrics.jsonl"))
+    if search.criterion == "train_loss":
+        return float(rows[-1]["train_loss"])
     key = search.spec.progress_key
     if search.criterion == "progress":
         return float(rows[-1][key])

@@ -21,9 +21,11 @@ import numpy as np
 
 from lazy_hasty.analysis import inference
 
-CRITERIA = ("progress", "steps_to_target")
-"""How a search run is scored: ``"progress"``, the spec's progress measure at its
-last record; ``"steps_to_target"``, the step of its first record reaching a target
+CRITERIA = ("train_loss", "progress", "steps_to_target")
+"""How a search run is scored: ``"train_loss"``, the training loss at its last
+record (lower is better; Atanasov et al. 2025 pick the rate by the loss after a
+fixed number of steps); ``"progress"``, the spec's progress measure at its last
+record; ``"steps_to_target"``, the step of its first record reaching a target
 (fewer is better; never reached scores as worst)."""
 
 

@@ -273,7 +273,7 @@ def _bytes(workdir, name):
 # ------------------------------------------------- a learning rate per value (--lr_grid)
 
 GRID = "0.5,4"                      # rates 0.025 and 0.2 of the tiny config's 0.05
-SEARCH = [*SMALL, "--config.lr_search_steps=10"]
+SEARCH = [*SMALL, "--config.lr_search_steps=10", "--config.lr_search_criterion=progress"]
 
 
 def _grid_plan(workdir, overrides=SEARCH):
@@ -353,6 +353,17 @@ def test_steps_to_target_scores_the_first_record_at_the_target(searched):
     result = plan.search_result(1.0)
     assert result["scores"] == want and result["lower_is_better"] is True
     assert any(s is not None for row in want for s in row)
+
+
+def test_train_loss_scores_the_last_records_training_loss(searched):
+    """The same search runs scored by their training loss at step 9 (lower is better)."""
+    plan = _grid_plan(searched.workdir, [*SEARCH, "--config.lr_search_criterion=train_loss"])
+    want = [[_records(run)[-1]["train_loss"] for run in runs]
+            for runs in plan.searches[1.0].values()]
+    result = plan.search_result(1.0)
+    assert result["scores"] == want and result["lower_is_better"] is True
+    means = np.mean(want, axis=1)
+    assert result["chosen_index"] == int(np.argmin(means)) and means[0] != means[1]
 
 
 def test_a_rate_a_seed_diverged_at_is_not_chosen(searched, tmp_path):
