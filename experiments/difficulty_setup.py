@@ -27,11 +27,16 @@ class Setup(NamedTuple):
     richness: richness.Richness     # what the learning rate depends on besides alpha
 
 
+def module_of(config: ml_collections.ConfigDict, num_outputs: int):
+    """The config's network (its model, parameterization, gamma and model_kwargs)."""
+    return models.get_model(config.model, num_outputs=num_outputs,
+                            parameterization=config.parameterization, gamma=config.gamma,
+                            **config.model_kwargs.to_dict())
+
+
 def build(config: ml_collections.ConfigDict, data: datasets.DescribedDataset) -> Setup:
     """Model and ``params0`` (seeded, or imported weights), evaluator and probe."""
-    module = models.get_model(config.model, num_outputs=data.num_classes,
-                              parameterization=config.parameterization, gamma=config.gamma,
-                              **config.model_kwargs.to_dict())
+    module = module_of(config, data.num_classes)
     train = data.train
     if config.pretrained:           # ImageNet ResNet18 weights, fresh head (Waterbirds)
         from lazy_hasty.models import torch_import
@@ -47,10 +52,10 @@ def build(config: ml_collections.ConfigDict, data: datasets.DescribedDataset) ->
                            ntk_chunk_size=config.ntk_chunk_size or None)
     evaluator = GroupEvaluator(data.flat_groups(), batch_size=config.eval_batch_size)
     return Setup(models.make_apply_fn(module, state), params0, evaluator, probe, state,
-                 _richness(config, module))
+                 richness_of(config, module))
 
 
-def _richness(config: ml_collections.ConfigDict, module) -> richness.Richness:
+def richness_of(config: ml_collections.ConfigDict, module) -> richness.Richness:
     """The network's :class:`richness.Richness` (its width and depth from ``module``)."""
     rule = richness.LearningRateRule(config.lr_rule, config.lr_crossover,
                                      config.lr_depth or models.depth(module))

@@ -2,7 +2,9 @@
 
 Every figure of the reproduction lives in this module: Fig. 1 (the yin-yang
 toy), Figs. 2 and 3 (example difficulty, spurious correlations; one run) and
-Fig. 4 (bands over seeds), learning times and Fig. 5 (a sweep). Uses matplotlib's "Agg" backend.
+Fig. 4 (bands over seeds), learning times, Fig. 5 (a sweep) and the richness
+experiments (best rate against gamma, statistics against width, the collapse).
+Uses matplotlib's "Agg" backend.
 
 Each ``plot_*`` function saves its figure and returns it closed in pyplot: a
 driver that draws many figures holds none open, while a caller (a test, a
@@ -500,5 +502,72 @@ def plot_sweep(path: str, summary: Mapping, spec: DifficultySpec, *,
     for ax, metric in zip(axes[1:], ("sign_similarity", "ntk_alignment")):
         _sweep_linearity_panel(ax, summary, stat, metric)
     fig.suptitle(f"{spec.name}: {len(summary['seeds'])} seeds")
+    fig.tight_layout()
+    return _save_and_close(fig, path, dpi)
+
+
+def plot_rate_scaling(path: str, x: Sequence[float], best_rates: Sequence[Sequence],
+                      scaling: Mapping, *, dpi: int = 120) -> Figure:
+    """The best learning rate against gamma, log-log: each seed's, their geometric
+    mean, and the slope fitted on each side of the crossover next to the predicted one
+    (:func:`lazy_hasty.analysis.knobs.rate_scaling`)."""
+    fig, ax = plt.subplots(figsize=(PANEL_INCHES * 1.5, PANEL_INCHES * 1.2))
+    for xi, rates in zip(x, best_rates):
+        kept = [r for r in rates if r is not None]
+        ax.plot([xi] * len(kept), kept, "o", color="0.6", ms=3)
+    means = [(xi, math.exp(np.mean(np.log([r for r in rates if r is not None]))))
+             for xi, rates in zip(x, best_rates) if any(r is not None for r in rates)]
+    mx, my = map(np.array, zip(*means))
+    ax.plot(mx, my, "o", color="C0", label="geometric mean over seeds")
+    c = scaling["crossover"]
+    anchor = np.exp(np.interp(np.log(c), np.log(mx), np.log(my)))
+    for side, colour, span in (("lazy_side", "C1", mx[mx <= c]), ("rich_side", "C2", mx[mx >= c])):
+        s = scaling[side]
+        for slope, style, what in ((s["mean"], "-", "fitted"), (s["predicted"], ":", "predicted")):
+            if slope is not None and len(span):
+                ax.plot(span, anchor * (span / c) ** slope, style, color=colour,
+                        label=f"{side.replace('_', ' ')}: {what} slope {slope:.2f}")
+    ax.set(xscale="log", yscale="log", xlabel="gamma", ylabel="best learning rate (applied)")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    return _save_and_close(fig, path, dpi)
+
+
+def plot_knob_series(path: str, summaries: Mapping[str, Mapping], xlabel: str,
+                     stats: Sequence[str], *, dpi: int = 120) -> Figure:
+    """One panel per statistic against the swept value (log x), one line per sweep
+    (``summaries``: label -> ``sweep_summary.json``): across-seed means and 95% t
+    intervals."""
+    fig, axes = plt.subplots(1, len(stats), figsize=(len(stats) * PANEL_INCHES * 1.2,
+                                                     PANEL_INCHES * 1.1))
+    for ax, stat in zip(np.atleast_1d(axes), stats):
+        for colour, (label, summary) in enumerate(summaries.items()):
+            rows = [r for r in summary[stat]["by_value"] if r["mean"] is not None]
+            x, mean = np.array([r["value"] for r in rows]), np.array([r["mean"] for r in rows])
+            lo_hi = np.array([r["interval"] or [r["mean"]] * 2 for r in rows]).reshape(-1, 2)
+            ax.errorbar(x, mean, yerr=[mean - lo_hi[:, 0], lo_hi[:, 1] - mean], fmt="o-",
+                        color=f"C{colour}", capsize=3, label=label)
+        ax.set(xscale="log", xlabel=xlabel, ylabel=stat.replace("_", " "))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save_and_close(fig, path, dpi)
+
+
+def plot_collapse(path: str, runs: Sequence[Mapping], stat: str, *, dpi: int = 120) -> Figure:
+    """Each run's ``stat`` against its end-of-training sign similarity and NTK alignment,
+    coloured by the knob that moved it (:func:`lazy_hasty.analysis.knobs.runs_of`)."""
+    metrics = ("sign_similarity", "ntk_alignment")
+    fig, axes = plt.subplots(1, 2, figsize=(2 * PANEL_INCHES * 1.3, PANEL_INCHES * 1.2))
+    knobs = list(dict.fromkeys(r["knob"] for r in runs))
+    for ax, metric in zip(axes, metrics):
+        for colour, knob in enumerate(knobs):
+            pairs = [(r[metric], r[stat]) for r in runs if r["knob"] == knob
+                     and r[metric] is not None and r[stat] is not None]
+            if pairs:
+                ax.plot(*zip(*pairs), "o", color=f"C{colour}", ms=4, alpha=0.8, label=knob)
+        ax.axhline(0.0, color="k", ls="--", lw=1)
+        ax.set(xlabel=f"{metric.replace('_', ' ')} at the end of training",
+               ylabel=stat.replace("_", " "))
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return _save_and_close(fig, path, dpi)
