@@ -6,7 +6,9 @@ the difficulty spec. Every regime trains from the same ``params0`` on the same
 minibatch order; each record evaluates every group (and, every few records, the
 linearity probe). Outputs in the workdir: ``config.json``, ``metrics.jsonl``
 (streamed), ``per_example.npz`` (per-record correctness of every group example),
-``learning_times.npz``/``.png`` (per-example learning times), ``summary.json`` (the
+``learning_times.npz``/``.png`` (per-example learning times), ``scores.npz`` (per-example
+difficulty scores of the ``train/all`` group: :mod:`lazy_hasty.analysis.scores`),
+``summary.json`` (the
 spec's statistics with intervals, and the spec) and ``fig2.png`` (``fig3.png``: spurious;
 ``config.figures=False`` leaves out the two figures).
 
@@ -31,7 +33,7 @@ from experiments import common, validation
 from experiments.difficulty_setup import Setup, build, options
 from lazy_hasty import datasets, regimes
 from lazy_hasty.engine import checkpoint, loop, preemption, records, run_log
-from lazy_hasty.analysis import learning_times, progress
+from lazy_hasty.analysis import learning_times, progress, scores
 from lazy_hasty.engine.monitor import TensorBoardMonitor
 
 
@@ -65,7 +67,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> Prepared:
                "learning_times.png") if config.figures else ()
     paths = {n: os.path.join(workdir, n) for n in (
         "config.json", "metrics.jsonl", "per_example.npz", "summary.json",
-        "learning_times.npz", *figures)}
+        "learning_times.npz", "scores.npz", *figures)}
     writer = jax.process_index() == 0           # one process writes (multi-host runs)
     if writer:
         records.write_json(paths["config.json"], config.to_dict())
@@ -77,10 +79,12 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> Prepared:
     log = run_log.RunLog(paths["metrics.jsonl"], [p.name for p in parsed], num_steps, writer,
                          checkpointer, save=config.checkpoint_every_steps > 0,
                          monitor=TensorBoardMonitor(os.path.join(workdir, "tensorboard"))
-                         if writer and config.tensorboard else None)
+                         if writer and config.tensorboard else None,
+                         score_slice=_score_slice(setup.evaluator))
     if resume_step is not None:
         log.restore(resume_step, setup.evaluator.size)
-    return Prepared(config, parsed, data, setup, [options(config, n, data.spec, setup)
+    per_epoch = validation.steps_per_epoch(config, len(data.train.y))
+    return Prepared(config, parsed, data, setup, [options(config, n, data.spec, setup, per_epoch)
                                                   for n in num_steps],
                     log, checkpointer, paths, writer)
 
@@ -118,6 +122,26 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return prep.paths
 
 
+def _score_slice(evaluator) -> Optional[slice]:
+    """Where the scored group's examples sit among the evaluated ones (None: no scores)."""
+    return None if evaluator.score_group is None else evaluator.slice(evaluator.score_group)
+
+
+def _write_scores(prep: Prepared, correct: dict[str, np.ndarray]) -> None:
+    """``scores.npz``: every difficulty score of the scored group's examples, per regime
+    (``<score>_<regime>``; :func:`lazy_hasty.analysis.scores.run_scores`)."""
+    log, key, at = prep.log, prep.data.spec.progress_key, prep.log.score_slice
+    out = {"group": np.array(prep.setup.evaluator.score_group)}
+    for i, name in enumerate(log.names):
+        rows = {kind: log.rows[kind][i] for kind in ("margin", "probability", "el2n", "grand")}
+        progress = np.array([r[key] for r in log.records if r["regime"] == name], np.float64)
+        early = {k: rows[k][0] if rows[k] else None for k in ("el2n", "grand")}
+        per_regime = scores.run_scores(correct[name][:, at], np.stack(rows["margin"]),
+                                       np.stack(rows["probability"]), progress, **early)
+        out.update({f"{score}_{name}": v for score, v in per_regime.items()})
+    records.write_npz(prep.paths["scores.npz"], **out)
+
+
 def write_outputs(prep: Prepared) -> None:
     """``per_example.npz``, the figures, learning times and ``summary.json`` (process 0 only).
 
@@ -137,6 +161,8 @@ def write_outputs(prep: Prepared) -> None:
                           group_bounds=evaluator.bounds,
                           **{f"correct_{k}": v for k, v in correct.items()})
         records.write_npz(paths["learning_times.npz"], **times)
+        if log.score_slice is not None:
+            _write_scores(prep, correct)
     if prep.writer and config.figures:
         from lazy_hasty.analysis import plots  # matplotlib only when drawing
         plots.plot_difficulty(paths["fig3.png" if "fig3.png" in paths else "fig2.png"],

@@ -16,6 +16,10 @@ from lazy_hasty.engine.evaluation import GroupEvaluator, LinearityProbe
 from lazy_hasty.types import ApplyFn, Params
 
 
+SCORE_GROUP = "train/all"
+"""The group whose examples get difficulty scores (``scores.npz``), when the data has it."""
+
+
 class Setup(NamedTuple):
     """The network, its shared initialisation and what is measured at each record."""
 
@@ -50,7 +54,10 @@ def build(config: ml_collections.ConfigDict, data: datasets.DescribedDataset) ->
     probe = LinearityProbe(module, state, params0, train.x[np.sort(probe_idx)],
                            ntk_implementation=config.ntk_implementation,
                            ntk_chunk_size=config.ntk_chunk_size or None)
-    evaluator = GroupEvaluator(data.flat_groups(), batch_size=config.eval_batch_size)
+    groups = data.flat_groups()
+    evaluator = GroupEvaluator(groups, batch_size=config.eval_batch_size,
+                               score_group=SCORE_GROUP if SCORE_GROUP in groups else None,
+                               score_chunk=config.ntk_chunk_size or None)
     return Setup(models.make_apply_fn(module, state), params0, evaluator, probe, state,
                  richness_of(config, module))
 
@@ -64,7 +71,7 @@ def richness_of(config: ml_collections.ConfigDict, module) -> richness.Richness:
 
 
 def options(config: ml_collections.ConfigDict, num_steps: int, spec: DifficultySpec,
-            setup: Setup) -> loop.TrainOptions:
+            setup: Setup, steps_per_epoch: int) -> loop.TrainOptions:
     """The training options of one regime (a stop rule on the spec's progress measure
     when ``config.stop_at_progress`` is set)."""
     stop = None
@@ -75,4 +82,5 @@ def options(config: ml_collections.ConfigDict, num_steps: int, spec: DifficultyS
         momentum=config.momentum, seed=config.seed, ladder_ratio=config.ladder_ratio,
         probe_every=config.probe_every, checkpoint_every=config.checkpoint_every_steps,
         stop=stop, device_data_bytes=int(config.device_data_mb * 2**20),
-        richness=setup.richness)
+        richness=setup.richness,
+        early_score_step=int(round(config.early_score_epoch * steps_per_epoch)))

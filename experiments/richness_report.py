@@ -73,13 +73,22 @@ def eta_star(sweeps: Mapping) -> dict:
     rates = richness_study.best_rates(plan, summary)
     rule = richness_study.rule_of(plan)
     scaling = knobs.rate_scaling(plan.values, rates, rule.crossover, rule.depth)
-    sides = [[name, s["points"], _interval(s), f"{s['predicted']:.3g}"]
-             for name, s in ((n, scaling[n]) for n in ("lazy_side", "rich_side"))]
+    c = f"{rule.crossover:g}"
+    sides = [[f"gamma <= {c}", scaling["lazy_side"]["points"], _interval(scaling["lazy_side"]),
+              "2"],
+             [f"gamma >= {c}", scaling["rich_side"]["points"], _interval(scaling["rich_side"]),
+              f"2/L = {scaling['rich_side']['predicted']:.3g}"]]
+    fit = scaling["fitted_break"]
+    sides += [[f"below the fitted break, log10 gamma = {_interval(fit['log10_break'])}", "-",
+               _interval(fit["left_slope"]), "2"],
+              ["above the fitted break", "-", _interval(fit["right_slope"]),
+               f"2/L = {scaling['rich_side']['predicted']:.3g}"]]
     text = (markdown(["gamma", *VALUE_HEADER], _value_rows(summary, rates)) + "\n"
-            + markdown(["side", "gammas", "slope of log eta* on log gamma [95% t]",
+            + markdown(["fit", "gammas", "slope of log eta* on log gamma [95% t]",
                         "Atanasov et al."], sides))
     headline = {n: {"slope": scaling[n]["mean"], "interval": scaling[n]["interval"],
                     "predicted": scaling[n]["predicted"]} for n in ("lazy_side", "rich_side")}
+    headline["fitted_break"] = {k: fit[k]["mean"] for k in fit}
     return {"data": {"best_rates": rates, "scaling": scaling}, "markdown": text,
             "headline": headline,
             "draw": lambda path: plots.plot_rate_scaling(path, plan.values, rates, scaling)}

@@ -24,8 +24,9 @@ EXPERIMENTS = ("eta_star", "continuum", "width", "collapse")
 REGIME = "alpha=1"                      # the regime of a sweep along gamma or width
 STAT = "hastiness"
 GRID = "0.0625,0.125,0.25,0.5,1,2,4,8,16"
-WIDE_GRID = "0.125,0.25,0.5,1,2,4,8,16,32,64,128"       # eta* of gamma << 1 lies high
+WIDE_GRID = ",".join(f"{2.0 ** k:g}" for k in range(-2, 11))   # eta* of gamma << 1 lies high
 GPU_GRID = ",".join(f"{2.0 ** k:g}" for k in range(-6, 9))  # no twin has placed its centre
+GPU_WIDE_GRID = ",".join(f"{2.0 ** k:g}" for k in range(-6, 13))
 MUP = ("--config.parameterization=mup", "--config.lr_rule=richness",
        "--config.learning_rate=0.8")
 
@@ -49,11 +50,11 @@ def sweeps(experiment: str, scale: str) -> list[SweepSpec]:
     cpu = scale == "cpu"
     model = "configs/digits_noise.py" if cpu else "configs/cifar10_noise.py"
     richness = ("--config.lr_rule=richness",)
-    grid, wide = (GRID, WIDE_GRID) if cpu else (GPU_GRID, GPU_GRID)
+    grid, wide = (GRID, WIDE_GRID) if cpu else (GPU_GRID, GPU_WIDE_GRID)
     return {
         "eta_star": [SweepSpec("eta_star", "gamma (muP)", model, "gamma",
-                               "0.03,0.1,0.3,1,3,10,30,100" if cpu else
-                               "0.01,0.03,0.1,0.3,1,3,10,30,100", MUP, wide)],
+                               "0.003,0.01,0.03,0.1,0.3,1,3,10,100" if cpu else
+                               "0.001,0.003,0.01,0.03,0.1,0.3,1,3,10,30,100", MUP, wide)],
         "continuum": [SweepSpec("continuum", "alpha", model, "alpha",
                                 "0.01,0.03,0.1,0.3,1,3,10,100,1000" if cpu else
                                 "0.01,0.03,0.1,0.3,1,3,10,30,100,300,1000", richness, grid)],

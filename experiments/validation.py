@@ -21,7 +21,7 @@ from lazy_hasty.engine import monitor, sharding
 POSITIVE_KEYS = ("batch_size", "learning_rate", "probe_every", "eval_batch_size",
                  "checkpoints_to_keep")
 NON_NEGATIVE_KEYS = ("group_size", "test_size", "checkpoint_every_steps", "distractors",
-                     "device_data_mb")
+                     "device_data_mb", "early_score_epoch")
 
 
 def _check_ranges(config: ml_collections.ConfigDict) -> None:

@@ -167,6 +167,28 @@ def empirical_ntk(apply_fn: ApplyFn, params: Params, x1: jax.Array,
     return k[:n1, :, :n2]
 
 
+def diagonal_blocks(apply_fn: ApplyFn, params: Params, x: jax.Array, *,
+                    chunk_size: Optional[int] = None) -> jax.Array:
+    """Each example's own ``C x C`` block of the empirical NTK, ``K(x_i, x_i)``:
+    shape ``(N, C, C)``, the diagonal of :func:`empirical_ntk` at ``N`` per-example
+    Jacobians rather than ``N**2`` kernel blocks. ``chunk_size`` examples have
+    their Jacobians alive at once (None: all)."""
+    n = len(x)
+    size = n if chunk_size is None else min(n, int(chunk_size))
+    if size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+
+    def chunk(i, xs):
+        jac = _per_example_jacobian(apply_fn, params, xs)
+        blocks = jax.tree_util.tree_map(
+            lambda a: jnp.einsum("icp,idp->icd", *(a.reshape(a.shape[:2] + (-1,)),) * 2), jac)
+        return functools.reduce(jnp.add, jax.tree_util.tree_leaves(blocks))
+
+    xs = _chunks(x, size)
+    out = _map(chunk, xs, unroll=len(xs) <= MAX_UNROLLED)
+    return out.reshape((-1,) + out.shape[2:])[:n]
+
+
 def empirical_ntk_fn(apply_fn: ApplyFn, *, implementation: str = "jacobian",
                      chunk_size: Optional[int] = None) -> NtkFn:
     """Jitted ``ntk(params, x1, x2=None)``; keep it to avoid recompiling."""

@@ -109,6 +109,40 @@ def check_per_example(run):
     return names, bounds
 
 
+def check_scores(run):
+    """scores.npz: the train/all group's scores per regime; those that correctness alone
+    determines recomputed here from per_example.npz by explicit loops."""
+    npz, recs = run["npz"], run["records"]
+    names = [str(n) for n in npz["group_names"]]
+    at = names.index("train/all")
+    lo, hi = npz["group_bounds"][at], npz["group_bounds"][at + 1]
+    with np.load(os.path.join(run["dir"], "scores.npz"), allow_pickle=False) as z:
+        got = {k: z[k] for k in z.files}
+    assert str(got.pop("group")) == "train/all"
+    for regime in regimes(run):
+        correct = npz[f"correct_{regime}"][:, lo:hi]
+        for j in range(hi - lo):
+            column = correct[:, j]
+            events = sum(1 for a, b in zip(column[:-1], column[1:]) if a == 1 and b == 0)
+            want = events if column.any() else np.inf
+            assert got[f"forgetting_{regime}"][j] == want, (regime, j)
+        np.testing.assert_allclose(got[f"correctness_{regime}"], correct.mean(axis=0))
+        for score in ("el2n", "grand", "aum", "confidence", "variability"):
+            assert np.isfinite(got[f"{score}_{regime}"]).all(), (regime, score)
+        assert (0 <= got[f"confidence_{regime}"]).all() and (got[f"confidence_{regime}"] <= 1).all()
+        assert (got[f"el2n_{regime}"] <= np.sqrt(2) + 1e-6).all()
+        assert (got[f"grand_{regime}"] > 0).all()
+        progress = [r[run["summary"]["spec"]["progress_key"]] for r in recs
+                    if r["regime"] == regime]
+        lt = got[f"learning_time_{regime}"]
+        learned = np.flatnonzero(correct[-1] == 1)
+        assert np.isnan(lt[correct[-1] == 0]).all()
+        for j in learned:                     # the progress after the last wrong record
+            wrong = np.flatnonzero(correct[:, j] == 0)
+            assert lt[j] == progress[wrong[-1] + 1 if len(wrong) else 0], (regime, j)
+    return got
+
+
 def check_summary(run, easy, hard, progress_key, decreasing):
     """summary.json against the statistics recomputed from the records and per-example
     arrays; hastiness and the hard advantage must both be there."""

@@ -30,7 +30,7 @@ EVERY = 5                                        # checkpoint every 5 steps in t
 TINY = ["--config=configs/digits_noise_tiny.py", f"--config.checkpoint_every_steps={EVERY}"]
 LOG_LINE = re.compile(r"^[IWEF]\d{4} ")           # absl log lines
 OUTPUTS = ("metrics.jsonl", "summary.json", "config.json")
-ARRAYS = ("per_example.npz", "learning_times.npz")
+ARRAYS = ("per_example.npz", "learning_times.npz", "scores.npz")
 
 
 def _env():

@@ -39,7 +39,8 @@ def rate_scaling(x: Sequence[float], best_rates: Sequence[Sequence[Optional[floa
     ``x <= crossover``, the rich side ``x >= crossover`` (the crossover point is in
     both), each per seed with an across-seed Student-t interval
     (:func:`lazy_hasty.analysis.lr_search.slope_across_seeds`), next to the slopes
-    Atanasov et al. (2025) measured: 2 on the lazy side, ``2 / depth`` on the rich.
+    Atanasov et al. (2025) measured: 2 on the lazy side, ``2 / depth`` on the rich;
+    and ``fitted_break``, where the data put the change (:func:`fitted_break`).
     """
     x = np.asarray(x, np.float64)
     sides = {"lazy_side": (x <= crossover, 2.0), "rich_side": (x >= crossover, 2.0 / depth)}
@@ -47,7 +48,46 @@ def rate_scaling(x: Sequence[float], best_rates: Sequence[Sequence[Optional[floa
     for name, (mask, predicted) in sides.items():
         out[name] = {**lr_search.slope_across_seeds(x, best_rates, mask),
                      "points": int(mask.sum()), "predicted": predicted}
+    out["fitted_break"] = fitted_break(x, best_rates)
     return out
+
+
+def _sse(u: np.ndarray, v: np.ndarray) -> float:
+    """Residual sum of squares of the least-squares line of ``v`` on ``u``."""
+    slope = np.polyfit(u, v, 1)
+    return float(np.sum((np.polyval(slope, u) - v) ** 2))
+
+
+def _best_break(u: np.ndarray, v: np.ndarray) -> Optional[tuple[float, float, float]]:
+    """``(break, left slope, right slope)`` of the two lines, one through the points up to
+    the break and one from it (the break in both, each side at least two points),
+    with the least total squared residual; None under three points."""
+    if len(u) < 3:
+        return None
+    fits = [(_sse(u[:k + 1], v[:k + 1]) + _sse(u[k:], v[k:]), k) for k in range(1, len(u) - 1)]
+    _, k = min(fits)
+    return (float(np.exp(u[k])), float(np.polyfit(u[:k + 1], v[:k + 1], 1)[0]),
+            float(np.polyfit(u[k:], v[k:], 1)[0]))
+
+
+def fitted_break(x: Sequence[float], best_rates: Sequence[Sequence[Optional[float]]],
+                 level: float = 0.95) -> dict:
+    """Where the scaling of the best rate changes, read from the data: per seed, the
+    two-line fit of ``log eta*`` on ``log x`` with the least squared residual over the
+    breaks at each inner ``x`` (:func:`_best_break`); across seeds, the Student-t
+    summaries of the two slopes and of ``log10`` of the break."""
+    x = np.asarray(x, np.float64)
+    fits = []
+    for column in zip(*best_rates):
+        kept = [(xi, r) for xi, r in zip(x, column) if r is not None]
+        u, v = np.log(np.array(kept, np.float64).reshape(-1, 2)).T
+        fits.append(_best_break(u, v))
+    pick = lambda i: [None if f is None else f[i] for f in fits]
+    return {"log10_break": inference.across_seeds(
+                [None if b is None else float(np.log10(b)) for b in pick(0)], level,
+                require_interval=False),
+            "left_slope": inference.across_seeds(pick(1), level, require_interval=False),
+            "right_slope": inference.across_seeds(pick(2), level, require_interval=False)}
 
 
 def runs_of(summary: Mapping, knob: str, stat: str) -> list[dict]:

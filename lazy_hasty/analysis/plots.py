@@ -527,6 +527,10 @@ def plot_rate_scaling(path: str, x: Sequence[float], best_rates: Sequence[Sequen
             if slope is not None and len(span):
                 ax.plot(span, anchor * (span / c) ** slope, style, color=colour,
                         label=f"{side.replace('_', ' ')}: {what} slope {slope:.2f}")
+    fitted = scaling.get("fitted_break", {}).get("log10_break", {}).get("mean")
+    if fitted is not None:
+        ax.axvline(10 ** fitted, color="0.4", ls="--", lw=1,
+                   label=f"fitted break, gamma = {10 ** fitted:.2g} (mean log over seeds)")
     ax.set(xscale="log", yscale="log", xlabel="gamma", ylabel="best learning rate (applied)")
     ax.legend(fontsize=6)
     fig.tight_layout()

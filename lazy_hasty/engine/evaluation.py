@@ -15,13 +15,14 @@ its initialisation on a fixed probe set (paper, Appendix A).
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Mapping
+import functools
+from typing import Any, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lazy_hasty import linearity, models, ntk
+from lazy_hasty import linearity, losses, models, ntk
 from lazy_hasty.engine import sharding, train
 from lazy_hasty.regimes import Regime
 from lazy_hasty.types import ApplyFn, Params
@@ -35,8 +36,12 @@ class GroupEvaluator:
     """Loss and accuracy of a regime on named example groups (``"split/group"``)."""
 
     def __init__(self, groups: Mapping[str, tuple[np.ndarray, np.ndarray]],
-                 batch_size: int = 512):
+                 batch_size: int = 512, score_group: Optional[str] = None,
+                 score_chunk: Optional[int] = None):
         self.names = list(groups)
+        if score_group is not None and score_group not in self.names:
+            raise ValueError(f"score group {score_group!r} is not one of the groups {self.names}")
+        self.score_group, self.score_chunk = score_group, score_chunk
         sizes = [len(groups[n][1]) for n in self.names]
         self.bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         x = np.concatenate([groups[n][0] for n in self.names])
@@ -54,14 +59,30 @@ class GroupEvaluator:
         return slice(self.bounds[i], self.bounds[i + 1])
 
     def per_example(self, apply_fn: ApplyFn, regime: Regime, params0: Params,
-                    params: Params) -> tuple[np.ndarray, np.ndarray]:
-        """Per-example (loss, correct) over all groups, in ``self.names`` order."""
+                    params: Params) -> train.PerExample:
+        """:class:`lazy_hasty.engine.train.PerExample` over all groups, in ``self.names``
+        order (numpy arrays)."""
         b = self.batch_size
         out = [_evaluate(apply_fn, regime, params0, params, self._x[i:i + b], self._y[i:i + b])
                for i in range(0, len(self._y), b)]
-        loss = np.concatenate([np.asarray(o[0]) for o in out])[self._copies]
-        correct = np.concatenate([np.asarray(o[1]) for o in out])[self._copies]
-        return loss, correct
+        return train.PerExample(*(np.concatenate([np.asarray(o[k]) for o in out])[self._copies]
+                                  for k in range(len(train.PerExample._fields))))
+
+    def examples(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The inputs and labels of group ``name``."""
+        at = self._copies[self.slice(name)]
+        return self._x[at], self._y[at]
+
+    def grand(self, apply_fn: ApplyFn, regime: Regime, params0: Params, params: Params
+              ) -> Optional[np.ndarray]:
+        """GraNd of the score group's examples (None without one): the norm of each
+        example's loss gradient in the regime's trainable parameters, as
+        ``sqrt(g^T K(x, x) g)`` from the diagonal blocks of the regime's tangent kernel
+        (:func:`lazy_hasty.losses.gradient_norm`)."""
+        if self.score_group is None:
+            return None
+        x, y = self.examples(self.score_group)
+        return np.asarray(_grand(apply_fn, regime, params0, params, x, y, self.score_chunk))
 
     def summarize(self, loss: np.ndarray, correct: np.ndarray) -> dict[str, float]:
         """``{"split/group/loss": ..., "split/group/accuracy": ...}`` per group."""
@@ -71,6 +92,15 @@ class GroupEvaluator:
             out[f"{name}/loss"] = float(np.mean(loss[s]))
             out[f"{name}/accuracy"] = float(np.mean(correct[s]))
         return out
+
+
+@functools.partial(jax.jit, static_argnums=(0, 6))
+def _grand(apply_fn: ApplyFn, regime: Regime, params0: Params, params: Params,
+           x: jax.Array, y: jax.Array, chunk_size: Optional[int]) -> jax.Array:
+    """GraNd from ``d loss / d output`` and the diagonal NTK blocks of the regime's output."""
+    predict = lambda p, xs: regime.predict(apply_fn, params0, p, xs)
+    return losses.gradient_norm(losses.output_gradient(predict(params, x), y),
+                                ntk.diagonal_blocks(predict, params, x, chunk_size=chunk_size))
 
 
 def distinct_examples(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

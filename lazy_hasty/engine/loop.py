@@ -129,13 +129,16 @@ class TrainOptions(NamedTuple):
     stop: Optional[StopRule] = None  # None: train for num_steps
     device_data_bytes: int = 0      # training sets up to this size are kept on device
     richness: Richness = Richness()  # the learning rate's dependence on gamma and alpha
+    early_score_step: int = -1      # EL2N and GraNd at the first sure record from here (-1: none)
 
 
 class Hooks(Protocol):
     """What the training loop tells the outside world about one run (its run log)."""
 
-    def record(self, record: dict, correct: np.ndarray) -> None:
-        """A record (the metrics JSONL schema) and the per-example correctness."""
+    def record(self, record: dict, per_example: train.PerExample,
+               grand: Optional[np.ndarray] = None) -> None:
+        """A record (the metrics JSONL schema), what it measured of each example and,
+        at the early-scores record, the scored group's GraNd."""
 
     def resume(self, initial_state: train.TrainState) -> Optional["RegimeProgress"]:
         """Where to continue from (``initial_state``: a restore target), or None."""
@@ -154,9 +157,10 @@ class RecordList:
         self.records: list[dict] = []
         self.correct: list[np.ndarray] = []
 
-    def record(self, record: dict, correct: np.ndarray) -> None:
+    def record(self, record: dict, per_example: train.PerExample,
+               grand: Optional[np.ndarray] = None) -> None:
         self.records.append(record)
-        self.correct.append(correct)
+        self.correct.append(per_example.correct)
 
     def resume(self, initial_state: train.TrainState) -> None:
         return None
@@ -351,16 +355,18 @@ def _host_values(measurements: dict) -> tuple[np.ndarray, np.ndarray]:
 def _record(loop: _Loop, step: int, loss: float, params: Params, num_records: int) -> dict:
     """The record of ``step``: every group, and every ``probe_every``-th time the probe."""
     member, regime = loop.member, loop.regime
-    per_loss, correct = member.evaluator.per_example(loop.apply_fn, regime, member.params0,
-                                                     params)
+    per = member.evaluator.per_example(loop.apply_fn, regime, member.params0, params)
     record = {"step": step, "regime": regime.name,
               "epoch": step * member.options.batch_size // len(member.train_set.y),
               "batch_loss": loss, "train_loss_ema": loop.schedule.ema_loss,
-              **member.evaluator.summarize(per_loss, correct)}
+              **member.evaluator.summarize(per.loss, per.correct)}
     record["train_loss"] = record.get("train/all/loss", loop.schedule.ema_loss)
     if member.probe is not None and num_records % member.options.probe_every == 0:
         record.update(member.probe(regime.network_params(member.params0, params)))
-    member.hooks.record(record, correct)
+    grand = None
+    if step == loop.schedule.sure_record_from(member.options.early_score_step):
+        grand = member.evaluator.grand(loop.apply_fn, regime, member.params0, params)
+    member.hooks.record(record, per, grand)
     return record
 
 

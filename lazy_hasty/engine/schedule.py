@@ -49,6 +49,12 @@ class RecordSchedule:
             self._next_rung *= self._ratio
         return crossed or step in self._log_steps
 
+    def sure_record_from(self, step: int) -> int:
+        """The first step at or after ``step`` that always records (a log-spaced step,
+        whatever the loss does); -1 when there is none or ``step`` is negative."""
+        later = [s for s in self._log_steps if s >= step] if step >= 0 else []
+        return min(later) if later else -1
+
     def state_dict(self) -> dict:
         """What :meth:`load_state_dict` needs to continue exactly here (JSON-able floats)."""
         return {"ema": self._ema, "next_rung": self._next_rung}

@@ -121,8 +121,22 @@ def make_regime_step(apply_fn: ApplyFn, optimizer: str, momentum: float = 0.0
     return step
 
 
+class PerExample(NamedTuple):
+    """What a record measures of each example, from the regime's output (the scores of
+    :mod:`lazy_hasty.analysis.scores` read the last three)."""
+
+    loss: Any
+    correct: Any
+    margin: Any                     # the label's logit minus the largest other
+    probability: Any                # the probability of the label
+    el2n: Any                       # ||softmax - onehot||_2
+
+
 def evaluate(apply_fn: ApplyFn, regime: Regime, params0: Params, params: Params,
-             x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Per-example loss and correctness of the regime's output on ``(x, y)``."""
+             x: jax.Array, y: jax.Array) -> PerExample:
+    """Per-example loss, correctness, margin, label probability and EL2N of the
+    regime's output on ``(x, y)``."""
     logits = regime.predict(apply_fn, params0, params, x)
-    return losses.per_example_loss(logits, y), losses.per_example_correct(logits, y)
+    return PerExample(losses.per_example_loss(logits, y), losses.per_example_correct(logits, y),
+                      losses.label_margin(logits, y), losses.label_probability(logits, y),
+                      losses.el2n(logits, y))

@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 import pytest
 
 from lazy_hasty.analysis import inference, knobs
@@ -91,3 +93,27 @@ def test_collapse_under_three_runs_gives_no_correlation():
     rows = [_row("a", 0.0, 0.9, 0.1), _row("a", 0.1, 0.8, 0.2)]
     assert knobs.collapse(rows, "hastiness")["sign_similarity"]["all"] == {
         "spearman": None, "interval": None, "num_runs": 2}
+
+
+def test_fitted_break_finds_the_kink_and_both_slopes_per_seed():
+    x = [0.001, 0.01, 0.1, 1.0, 10.0, 100.0]
+    # Seed 0 bends at 0.1, seed 1 at 1 (slopes 2 then 0.5), with a None at one x.
+    rates = [[(xi / c) ** (2.0 if xi <= c else 0.5) for c in (0.1, 1.0)] for xi in x]
+    rates[5][0] = None
+    out = knobs.fitted_break(x, rates)
+    assert out["log10_break"]["values"] == pytest.approx([-1.0, 0.0])
+    assert out["left_slope"]["values"] == pytest.approx([2.0, 2.0])
+    assert out["right_slope"]["values"] == pytest.approx([0.5, 0.5])
+    assert knobs.rate_scaling(x, rates, 1.0, 4)["fitted_break"] == out
+
+
+def test_fitted_break_picks_the_least_squares_split_by_hand():
+    # log-log points (0,0), (1,1), (2,2), (3,2.5), (4,2): a split at 2 leaves the right
+    # side (2,2),(3,2.5),(4,2) with SSE 1/6; at 3 the left side has SSE 0.075 and the
+    # right two points none: 3 wins.
+    x = list(np.exp([0.0, 1.0, 2.0, 3.0, 4.0]))
+    rates = [[r] for r in np.exp([0.0, 1.0, 2.0, 2.5, 2.0])]
+    out = knobs.fitted_break(x, rates)
+    assert out["log10_break"]["values"] == pytest.approx([3.0 / np.log(10)])
+    assert out["left_slope"]["values"] == pytest.approx([0.85])
+    assert out["right_slope"]["values"] == pytest.approx([-0.5])

@@ -227,8 +227,9 @@ def test_group_evaluator_summarize_matches_numpy():
     want, want_ok = _direct_group_metrics(run, params)
     for batch_size in (7, 512):          # padded batches, one batch
         evaluator = GroupEvaluator(groups, batch_size=batch_size)
-        loss, ok = evaluator.per_example(apply_fn, regime, params0, params)
-        assert loss.shape == ok.shape == (N + 10 + 20,)
+        per = evaluator.per_example(apply_fn, regime, params0, params)
+        loss, ok = per.loss, per.correct
+        assert all(a.shape == (N + 10 + 20,) for a in per)
         np.testing.assert_array_equal(ok, want_ok)
         got = evaluator.summarize(loss, ok)
         assert set(got) == set(want)
@@ -237,7 +238,28 @@ def test_group_evaluator_summarize_matches_numpy():
         assert evaluator.slice("train/first") == slice(N, N + 10)
         # train/first repeats train/all's first 10 examples: evaluated once, copied.
         assert len(evaluator._y) == -(-(N + 20) // evaluator.batch_size) * evaluator.batch_size
-        np.testing.assert_array_equal(loss[N:N + 10], loss[:10])
+        for values in per:
+            np.testing.assert_array_equal(values[N:N + 10], values[:10])
+
+
+def test_group_evaluator_grand_is_each_examples_gradient_norm():
+    """GraNd of the score group from the kernel's diagonal equals the norm of each
+    example's loss gradient in the regime's trainable parameters."""
+    module, state, params0, x, y, groups = _problem()
+    apply_fn = models.make_apply_fn(module, state)
+    params = jax.tree_util.tree_map(lambda a: a + 0.1, params0)
+    evaluator = GroupEvaluator(groups, batch_size=16, score_group="train/first", score_chunk=4)
+    xs, ys = groups["train/first"]
+    for regime in (regimes.parse_regime("alpha=3"), regimes.parse_regime("linearized")):
+        loss = lambda p, i: losses.per_example_loss(
+            regime.predict(apply_fn, params0, p, xs[i:i + 1]), ys[i:i + 1])[0]
+        want = [float(jnp.sqrt(sum(jnp.sum(g ** 2) for g in jax.tree_util.tree_leaves(
+            jax.grad(loss)(params, i))))) for i in range(len(ys))]
+        got = evaluator.grand(apply_fn, regime, params0, params)
+        np.testing.assert_allclose(got, want, rtol=1e-4)
+    assert GroupEvaluator(groups).grand(apply_fn, regime, params0, params) is None
+    with pytest.raises(ValueError, match="score group 'train/last' is not one of"):
+        GroupEvaluator(groups, score_group="train/last")
 
 
 def test_distinct_examples_tells_pairs_apart_by_input_and_label():

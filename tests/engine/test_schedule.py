@@ -170,3 +170,14 @@ def test_loss_reaching_zero_for_long_does_not_hang():
     # After the rungs bottom out, only log-spaced steps are recorded.
     log_steps = set(records.log_spaced_steps(num_steps, 50).tolist())
     assert all(s in log_steps for s in got if s > 8000)
+
+
+@pytest.mark.parametrize("num_steps", [30, 1000])
+def test_sure_record_from_is_the_next_step_recorded_whatever_the_loss(num_steps):
+    schedule = RecordSchedule(num_steps)
+    # A loss that never moves: only the log-spaced steps record.
+    recorded = [s for s in range(num_steps) if schedule.should_record(s, 1.0)]
+    for step in range(-1, num_steps + 2):
+        later = [s for s in recorded if s >= step]
+        want = later[0] if later and step >= 0 else -1
+        assert RecordSchedule(num_steps).sure_record_from(step) == want, step

@@ -59,6 +59,13 @@ def test_noise_run_files_and_records(noise_run):
     assert not os.path.exists(os.path.join(noise_run["dir"], "tensorboard"))
 
 
+def test_noise_run_scores(noise_run):
+    scores = checks.check_scores(noise_run)
+    # The alpha = 100 run's loss gradient in its parameters is about alpha times larger.
+    ratio = np.median(scores["grand_alpha=100"] / scores["grand_alpha=1"])
+    assert 30 < ratio < 300
+
+
 def test_noise_run_per_example_and_groups(noise_run):
     names, bounds = checks.check_per_example(noise_run)
     assert names == ["train/clean", "train/noisy", "train/all", "heldout/all", "test/all"]

@@ -72,7 +72,8 @@ def test_report_files_hold_the_table_and_the_figure(eta_star):
     table = (work / "eta_star.md").read_text()
     for gamma in ("0.5", "1", "2"):
         assert f"\n| {gamma} | " in table
-    assert "| lazy_side | 2 |" in table and "| rich_side | 2 |" in table
+    assert "| gamma <= 1 | 2 |" in table and "| gamma >= 1 | 2 |" in table
+    assert "| above the fitted break | - |" in table
     checks.check_figure(str(work / "eta_star.png"), lambda path: plots.plot_rate_scaling(
         path, [0.5, 1.0, 2.0], out["best_rates"], out["scaling"]))
 

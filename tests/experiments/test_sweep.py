@@ -203,8 +203,8 @@ def preempted(swept, tmp_path_factory):
     shutil.rmtree(os.path.join(work, done.swept[1.0][0].regime))
     record = run_log.RunLog.record
 
-    def signal_at_step_10(log, rec, correct):
-        record(log, rec, correct)
+    def signal_at_step_10(log, rec, *per_example):
+        record(log, rec, *per_example)
         if rec["regime"] == "alpha=1" and rec["step"] == 10 and log.path.endswith(
                 os.path.join("seed_1", "metrics.jsonl")):
             os.kill(os.getpid(), signal.SIGTERM)
