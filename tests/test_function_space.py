@@ -138,3 +138,43 @@ def test_init_kernel_state():
     s = function_space.init_kernel_state(4, 3)
     assert s.f.shape == s.c.shape == (4, 3) and s.f.dtype == jnp.float32
     assert not np.asarray(s.f).any() and int(s.step) == 0
+
+
+def _momentum_problem(dtype):
+    """A 5 -> 16 -> 16 -> 3 MLP, 40 training examples, 3 classes."""
+    module = models.get_model("mlp", features=(16, 16), num_outputs=3)
+    kx, ky, ki = jax.random.split(jax.random.PRNGKey(7), 3)
+    x = jax.random.normal(kx, (40, 5)).astype(dtype)
+    y = jax.random.randint(ky, (40,), 0, 3)
+    params0, state = models.init_model(module, ki, x)
+    params0 = jax.tree_util.tree_map(lambda p: p.astype(dtype), params0)
+    return models.make_apply_fn(module, state), params0, x, y
+
+
+@pytest.mark.parametrize("dtype, tol", [(jnp.float32, 1e-5), (jnp.float64, 1e-12)])
+def test_replay_is_the_linearized_sgd_momentum_run(dtype, tol, request):
+    """200 minibatch SGD steps with momentum 0.9, the loop's own minibatch order: the
+    function-space replay from K(params0) gives the parameter-space run's logits on
+    every training example at every step, and its weights w = J^T c."""
+    from lazy_hasty.engine import loop
+    if dtype == jnp.float64:
+        request.getfixturevalue("x64")
+    apply_fn, params0, x, y = _momentum_problem(dtype)
+    regime, lr, momentum, steps, batch = Regime("linearized"), 0.5, 0.9, 200, 8
+    batches = np.stack([loop.batch_indices(0, s, len(y), batch) for s in range(steps)])
+    opt = train.make_optimizer("sgd", lr, momentum)
+    step = jax.jit(train.make_train_step(apply_fn, regime, opt))
+    state = train.init_state(regime, params0, opt)
+    predict = jax.jit(lambda p: regime.predict(apply_fn, params0, p, x))
+    want = []
+    for b in batches:
+        want.append(predict(state.params))
+        state, _ = step(state, params0, x[b], y[b])
+    kernel = ntk.empirical_ntk(apply_fn, params0, x)
+    final, got = jax.jit(function_space.replay, static_argnums=(3, 4))(
+        kernel, y, jnp.asarray(batches), lr, momentum)
+    scale = float(np.max(np.abs(np.asarray(want))))
+    assert scale > 1.0                                   # it trained: outputs moved
+    assert float(np.max(np.abs(np.asarray(got) - np.stack(want)))) <= tol * scale
+    w = function_space.weights(apply_fn, params0, x, final.c)
+    assert _rel(ravel_pytree(w)[0], ravel_pytree(state.params)[0]) <= 100 * tol
