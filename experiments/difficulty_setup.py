@@ -18,6 +18,8 @@ from lazy_hasty.types import ApplyFn, Params
 
 SCORE_GROUP = "train/all"
 """The group whose examples get difficulty scores (``scores.npz``), when the data has it."""
+SCORE_CHUNK = 16
+"""Examples whose Jacobians GraNd holds at once, unless ``config.ntk_chunk_size`` says."""
 
 
 class Setup(NamedTuple):
@@ -57,7 +59,7 @@ def build(config: ml_collections.ConfigDict, data: datasets.DescribedDataset) ->
     groups = data.flat_groups()
     evaluator = GroupEvaluator(groups, batch_size=config.eval_batch_size,
                                score_group=SCORE_GROUP if SCORE_GROUP in groups else None,
-                               score_chunk=config.ntk_chunk_size or None)
+                               score_chunk=config.ntk_chunk_size or SCORE_CHUNK)
     return Setup(models.make_apply_fn(module, state), params0, evaluator, probe, state,
                  richness_of(config, module))
 

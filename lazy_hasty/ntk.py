@@ -167,22 +167,33 @@ def empirical_ntk(apply_fn: ApplyFn, params: Params, x1: jax.Array,
     return k[:n1, :, :n2]
 
 
+def _jacobian_diagonal(jac: Params) -> jax.Array:
+    """``(n, C, C)`` blocks ``J_i J_i^T`` of per-example Jacobians."""
+    blocks = jax.tree_util.tree_map(
+        lambda a: jnp.einsum("icp,idp->icd", *(a.reshape(a.shape[:2] + (-1,)),) * 2), jac)
+    return functools.reduce(jnp.add, jax.tree_util.tree_leaves(blocks))
+
+
 def diagonal_blocks(apply_fn: ApplyFn, params: Params, x: jax.Array, *,
+                    implementation: str = "structured",
                     chunk_size: Optional[int] = None) -> jax.Array:
     """Each example's own ``C x C`` block of the empirical NTK, ``K(x_i, x_i)``:
-    shape ``(N, C, C)``, the diagonal of :func:`empirical_ntk` at ``N`` per-example
-    Jacobians rather than ``N**2`` kernel blocks. ``chunk_size`` examples have
-    their Jacobians alive at once (None: all)."""
+    shape ``(N, C, C)``, the diagonal of :func:`empirical_ntk` from ``N`` examples'
+    features rather than ``N**2`` kernel blocks. ``implementation``: ``"jacobian"``
+    (per-example Jacobians) or ``"structured"`` (layer inputs and output
+    cotangents, :mod:`lazy_hasty.ntk_structured`); ``chunk_size`` examples have
+    their features alive at once (None: all)."""
+    if implementation not in ("jacobian", "structured"):
+        raise ValueError(f"unknown diagonal NTK implementation {implementation!r}; choose "
+                         "'jacobian' or 'structured'")
     n = len(x)
     size = n if chunk_size is None else min(n, int(chunk_size))
     if size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-
-    def chunk(i, xs):
-        jac = _per_example_jacobian(apply_fn, params, xs)
-        blocks = jax.tree_util.tree_map(
-            lambda a: jnp.einsum("icp,idp->icd", *(a.reshape(a.shape[:2] + (-1,)),) * 2), jac)
-        return functools.reduce(jnp.add, jax.tree_util.tree_leaves(blocks))
+    features, _ = chunk_functions(implementation, apply_fn, params, x, size, size)
+    diagonal = (_jacobian_diagonal if implementation == "jacobian"
+                else ntk_structured.contract_diagonal)
+    chunk = lambda i, xs: diagonal(features(xs))
 
     xs = _chunks(x, size)
     out = _map(chunk, xs, unroll=len(xs) <= MAX_UNROLLED)

@@ -201,6 +201,19 @@ def _contract(f1: Features, f2: Features) -> jax.Array:
     return k
 
 
+def contract_diagonal(f: Features) -> jax.Array:
+    """``(n, C, C)``: each example's own block of the kernel, from one chunk's features
+    (the diagonal of :func:`_contract` of the chunk with itself, at ``n`` not ``n**2``)."""
+    k = 0.0
+    for t in f:
+        if len(t) == 1:
+            k = k + jnp.einsum("icp,idp->icd", t[0], t[0])
+        else:
+            k = k + jnp.einsum("isk,itk,icso,idto->icd", t[0], t[0], t[1], t[1],
+                               optimize="optimal")
+    return k
+
+
 def after(x: jax.Array, token: jax.Array) -> jax.Array:
     """``x`` plus a zero computed from ``token``, so that XLA computes ``token`` first
     and cannot merge repeated steps (``optimization_barrier`` does neither on

@@ -92,10 +92,12 @@ def test_ntk_equals_float64_oracle(name, x64):
         _assert_matches_oracle(*_float64_case(name), impl, CASES[name])
 
 
-@pytest.mark.parametrize("name, chunk", [("mlp", None), ("mlp", 2), ("cnn", 2)])
-def test_diagonal_blocks_are_the_oracles_diagonal(name, chunk, x64):
+@pytest.mark.parametrize("name, chunk", [("mlp", None), ("mlp", 2), ("cnn", 2), ("resnet", 2)])
+@pytest.mark.parametrize("implementation", ["jacobian", "structured"])
+def test_diagonal_blocks_are_the_oracles_diagonal(name, chunk, implementation, x64):
     apply_fn, params, x1, _, (_, k11) = _float64_case(name)
-    got = ntk.diagonal_blocks(apply_fn, params, x1, chunk_size=chunk)
+    got = ntk.diagonal_blocks(apply_fn, params, x1, implementation=implementation,
+                              chunk_size=chunk)
     want = np.stack([k11[i, :, i] for i in range(len(x1))])
     assert got.dtype == jnp.float64 and got.shape == want.shape
     assert _rel(got, want) <= 1e-10
