@@ -76,8 +76,10 @@ def _training(config: ml_collections.ConfigDict) -> None:
     config.ladder_ratio = 0.96          # a record each time the loss EMA drops 4%
     config.probe_size = 32              # examples for the linearity metrics
     config.probe_every = 5              # linearity metrics on every 5th record
-    # EL2N and GraNd of the "train/all" group (lazy_hasty/analysis/scores.py) at the first
-    # log-spaced record from this epoch; Paul et al. (2021) score CIFAR-10 at epoch 20 of 200.
+    # Per-example difficulty scores of the "train/all" group (scores.npz, docs/scores.md);
+    # EL2N and GraNd at the first log-spaced record from early_score_epoch (Paul et al.
+    # 2021 score CIFAR-10 at epoch 20 of 200). A sweep's learning-rate search runs skip them.
+    config.scores = True
     config.early_score_epoch = 10.0
     config.ntk_implementation = "structured"   # or "jacobian", "ntvp" (lazy_hasty/ntk.py)
     config.ntk_chunk_size = 0           # 0: no chunking

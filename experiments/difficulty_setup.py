@@ -58,7 +58,8 @@ def build(config: ml_collections.ConfigDict, data: datasets.DescribedDataset) ->
                            ntk_chunk_size=config.ntk_chunk_size or None)
     groups = data.flat_groups()
     evaluator = GroupEvaluator(groups, batch_size=config.eval_batch_size,
-                               score_group=SCORE_GROUP if SCORE_GROUP in groups else None,
+                               score_group=SCORE_GROUP if config.scores and SCORE_GROUP in groups
+                               else None,
                                score_chunk=config.ntk_chunk_size or SCORE_CHUNK)
     return Setup(models.make_apply_fn(module, state), params0, evaluator, probe, state,
                  richness_of(config, module))

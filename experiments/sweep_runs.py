@@ -118,7 +118,8 @@ class Plan:
     def overrides_of(self, run: Run) -> list[str]:
         """Every ``--config`` override of ``run``: the sweep's, its seed, regime, epochs and
         axis value; a swept run's stop at its reference's progress; a search run's grid
-        rate, or a swept run's chosen rate (:meth:`learning_rate_of`)."""
+        rate (and no difficulty scores), or a swept run's chosen rate
+        (:meth:`learning_rate_of`)."""
         out = [*self.overrides, f"--config.seed={run.seed}",
                f"--config.regimes=({run.regime!r},)", f"--config.num_epochs=({run.epochs!r},)"]
         target = self.target(run) if self._is_swept(run) else None
@@ -129,6 +130,8 @@ class Plan:
         rate = self.learning_rate_of(run)
         if rate is not None:
             out.append(f"--config.learning_rate={rate!r}")
+        if run.lr_multiplier is not None:
+            out.append("--config.scores=False")
         return out
 
     def command(self, run: Run) -> list[str]:

@@ -308,6 +308,7 @@ def test_lr_search_trains_each_rate_and_chooses_the_best_mean(searched):
         for k in (0, 1):
             run = os.path.join(searched.workdir, "alpha=1", "lr_search", f"lr={m}", f"seed_{k}")
             assert records.is_completed(run) and _json(run, "config.json")["learning_rate"] == rate
+            assert not os.path.exists(os.path.join(run, "scores.npz"))   # no scores searched
             rows = records.read_jsonl(os.path.join(run, "metrics.jsonl"))
             assert rows[-1]["step"] == 9                   # lr_search_steps = 10 steps
             row.append(rows[-1]["train/clean/accuracy"])   # the spec's progress, higher better
@@ -326,6 +327,7 @@ def test_swept_runs_train_at_the_chosen_rate_and_the_references_at_the_configs(s
     for run in searched.swept[1.0]:
         assert _json(run.workdir, "config.json")["learning_rate"] == chosen
         assert records.is_completed(run.workdir)
+        assert os.path.exists(os.path.join(run.workdir, "scores.npz"))
     resumed = _grid_plan(searched.workdir)                 # what a re-run sees
     assert not resumed.pending_searches() and not resumed.pending_swept()
     assert f"--config.learning_rate={chosen!r}" in resumed.command(resumed.swept[1.0][0])
