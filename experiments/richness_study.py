@@ -22,6 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCALES = ("cpu", "gpu")
 EXPERIMENTS = ("eta_star", "continuum", "width", "collapse")
 REGIME = "alpha=1"                      # the regime of a sweep along gamma or width
+WIDTH_REFERENCE_EPOCHS = 100            # a linearized reference per width: the alpha = 1 budget
 STAT = "hastiness"
 GRID = "0.0625,0.125,0.25,0.5,1,2,4,8,16"
 WIDE_GRID = ",".join(f"{2.0 ** k:g}" for k in range(-2, 11))   # eta* of gamma << 1 lies high
@@ -41,6 +42,7 @@ class SweepSpec(NamedTuple):
     values: str
     overrides: tuple[str, ...]
     lr_grid: str = GRID
+    reference_epochs: float = 0          # 0: the config's largest num_epochs
 
 
 def sweeps(experiment: str, scale: str) -> list[SweepSpec]:
@@ -60,7 +62,7 @@ def sweeps(experiment: str, scale: str) -> list[SweepSpec]:
                                 "0.01,0.03,0.1,0.3,1,3,10,30,100,300,1000", richness, grid)],
         "width": [SweepSpec(f"width_{p}", f"width ({p})", "configs/digits_noise.py",
                             "model_kwargs.features", "64,128,256,512,1024" if cpu else
-                            "64,128,256,512,1024,2048,4096", o, grid)
+                            "64,128,256,512,1024,2048,4096", o, grid, WIDTH_REFERENCE_EPOCHS)
                   for p, o in (("standard", richness), ("mup", MUP))],
     }[experiment]
 
@@ -68,8 +70,8 @@ def sweeps(experiment: str, scale: str) -> list[SweepSpec]:
 def make_plan(spec: SweepSpec, workdir: str, seeds: Sequence[int]) -> sweep_runs.Plan:
     """The runs of one sweep in ``<workdir>/<spec.name>``."""
     return sweep_runs.make_plan(os.path.join(ROOT, spec.config), os.path.join(workdir, spec.name),
-                                spec.axis, spec.values, REGIME, list(seeds), 0, 0,
-                                list(spec.overrides), spec.lr_grid)
+                                spec.axis, spec.values, REGIME, list(seeds),
+                                spec.reference_epochs, 0, list(spec.overrides), spec.lr_grid)
 
 
 def run_sweep(spec: SweepSpec, workdir: str, seeds: Sequence[int]) -> sweep_runs.Plan:
