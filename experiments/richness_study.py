@@ -61,7 +61,7 @@ def sweeps(experiment: str, scale: str) -> list[SweepSpec]:
                                 "0.01,0.03,0.1,0.3,1,3,10,100,1000" if cpu else
                                 "0.01,0.03,0.1,0.3,1,3,10,30,100,300,1000", richness, grid)],
         "width": [SweepSpec(f"width_{p}", f"width ({p})", "configs/digits_noise.py",
-                            "model_kwargs.features", "64,128,256,512,1024" if cpu else
+                            "model_kwargs.features", "64,128,256,512" if cpu else
                             "64,128,256,512,1024,2048,4096", o, grid, WIDTH_REFERENCE_EPOCHS)
                   for p, o in (("standard", richness), ("mup", MUP))],
     }[experiment]
