@@ -11,5 +11,4 @@ def get_config():
     config.test_size = 100
     config.probe_size = 8
     config.probe_every = 2
-    config.early_score_epoch = 1.0     # EL2N and GraNd within the few epochs
     return config

@@ -27,7 +27,9 @@ from lazy_hasty.engine.schedule import RecordSchedule
 
 from tests import ROOT
 EVERY = 5                                        # checkpoint every 5 steps in these runs
-TINY = ["--config=configs/digits_noise_tiny.py", f"--config.checkpoint_every_steps={EVERY}"]
+# EL2N and GraNd at epoch 1 of 3: their rows go through the checkpoints too.
+TINY = ["--config=configs/digits_noise_tiny.py", f"--config.checkpoint_every_steps={EVERY}",
+        "--config.early_score_epoch=1"]
 LOG_LINE = re.compile(r"^[IWEF]\d{4} ")           # absl log lines
 OUTPUTS = ("metrics.jsonl", "summary.json", "config.json")
 ARRAYS = ("per_example.npz", "learning_times.npz", "scores.npz")
@@ -67,6 +69,7 @@ def _steps(workdir):
 def _tiny_config():
     config = digits_noise_tiny.get_config()
     config.checkpoint_every_steps = EVERY
+    config.early_score_epoch = 1.0
     config.figures = False
     return config
 

@@ -30,6 +30,10 @@ from lazy_hasty.types import ApplyFn, Params
 
 # The regime is a traced argument: one compile per network and kind serves every alpha.
 _evaluate = jax.jit(train.evaluate, static_argnums=0)
+# The probe's measurements, compiled once per network (the model state is traced).
+_intermediates = jax.jit(models.intermediates, static_argnums=0)
+_probe_ntk = jax.jit(ntk.empirical_ntk, static_argnums=0,
+                     static_argnames=("implementation", "chunk_size"))
 
 
 class GroupEvaluator:
@@ -130,9 +134,9 @@ class LinearityProbe:
         params0 = sharding.replicate(params0, sharding.data_mesh())
         self._x = jnp.asarray(x_probe)
         apply_fn = models.make_apply_fn(module, state)
-        self._ntk = ntk.empirical_ntk_fn(apply_fn, implementation=ntk_implementation,
-                                         chunk_size=ntk_chunk_size)
-        self._inter = jax.jit(lambda p, x: models.intermediates(module, state, p, x))
+        self._ntk = functools.partial(_probe_ntk, apply_fn, implementation=ntk_implementation,
+                                      chunk_size=ntk_chunk_size)
+        self._inter = functools.partial(_intermediates, module, state)
         self._pre0, self._feat0 = self._inter(params0, self._x)
         self._k0 = self._ntk(params0, self._x)
         self._last: tuple[Params, dict[str, float]] | None = None

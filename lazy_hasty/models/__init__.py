@@ -59,13 +59,32 @@ def init_model(module: nn.Module, rng: jax.Array, x: jax.Array) -> tuple[Params,
     return params, variables
 
 
+class BoundModule:
+    """``apply_fn(params, x) -> logits``: ``module`` with its non-trainable ``state``
+    bound in. Two are equal, and hash alike, when their modules are equal and they
+    hold the same state object or both have none, so that the jitted functions taking
+    an apply_fn as a static argument compile once for all runs of one network."""
+
+    __slots__ = ("module", "state", "__weakref__")
+
+    def __init__(self, module: nn.Module, state: State):
+        self.module, self.state = module, state
+
+    def __call__(self, params: Params, x: jax.Array) -> jax.Array:
+        return self.module.apply({"params": params, **self.state}, x)
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, BoundModule) and self.module == other.module
+                and (self.state is other.state or not (self.state or other.state)))
+
+    def __hash__(self) -> int:
+        return hash(self.module)
+
+
 def make_apply_fn(module: nn.Module, state: State) -> ApplyFn:
-    """Pure ``apply_fn(params, x) -> logits`` with the non-trainable state bound in."""
-
-    def apply_fn(params: Params, x: jax.Array) -> jax.Array:
-        return module.apply({"params": params, **state}, x)
-
-    return apply_fn
+    """Pure ``apply_fn(params, x) -> logits`` with the non-trainable state bound in
+    (a :class:`BoundModule`)."""
+    return BoundModule(module, state)
 
 
 def intermediates(
@@ -78,6 +97,6 @@ def intermediates(
 
 
 __all__ = [
-    "MLP", "MODELS", "ResNet18", "SmallCNN", "depth", "get_model", "init_model",
+    "BoundModule", "MLP", "MODELS", "ResNet18", "SmallCNN", "depth", "get_model", "init_model",
     "intermediates", "make_apply_fn", "width",
 ]

@@ -106,11 +106,12 @@ def test_grand_from_the_kernels_diagonal_is_the_per_example_gradient_norm(x64):
             lambda a, b: a - b, params, params0)
         f = lambda p, xs: regime.predict(apply_fn, params0, p, xs)
         logits = f(trainable, x)
-        loss_i = lambda p, i: losses.per_example_loss(f(p, x[i:i + 1]), y[i:i + 1])[0]
-        want = [np.linalg.norm(ravel_pytree(jax.grad(loss_i)(trainable, i))[0])
+        loss_i = lambda p, xi, yi: losses.per_example_loss(f(p, xi[None]), yi[None])[0]
+        grads = jax.jit(jax.vmap(jax.grad(loss_i), in_axes=(None, 0, 0)))(trainable, x, y)
+        want = [np.linalg.norm(ravel_pytree(jax.tree.map(lambda g: g[i], grads))[0])
                 for i in range(len(y))]
         for implementation in ("jacobian", "structured"):
-            blocks = ntk.diagonal_blocks(f, trainable, x, implementation=implementation,
-                                         chunk_size=2)
+            blocks = jax.jit(lambda p: ntk.diagonal_blocks(
+                f, p, x, implementation=implementation, chunk_size=2))(trainable)
             got = np.asarray(losses.gradient_norm(losses.output_gradient(logits, y), blocks))
             assert got == pytest.approx(want, rel=1e-10), (regime.name, implementation)

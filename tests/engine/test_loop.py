@@ -425,12 +425,18 @@ def probe_setup():
 
 def test_probe_compiles_once_for_params0_and_trained_params(probe_setup):
     # Training hands the probe params replicated on the data mesh; the reference
-    # kernel and features at params0 must come from the same compiled programs.
+    # kernel and features at params0 must come from the same compiled programs, and
+    # a second probe of the same network (the next run of a sweep) compiles nothing.
     module, state, params0, x = probe_setup
-    probe = LinearityProbe(module, state, params0, x)
+    compiled = (evaluation._probe_ntk, evaluation._intermediates)
+    sizes = [[f._cache_size() for f in compiled]]
     trained = sharding.replicate(_perturb(params0, 0.1), sharding.data_mesh())
-    assert probe(trained)["ntk_alignment"] < 1 - 1e-6
-    assert probe._ntk._cache_size() == 1 and probe._inter._cache_size() == 1
+    for _ in range(2):
+        probe = LinearityProbe(models.get_model("mlp", features=(16, 16), num_outputs=C),
+                               state, params0, x)
+        assert probe(trained)["ntk_alignment"] < 1 - 1e-6
+        sizes.append([f._cache_size() for f in compiled])
+    assert all(0 <= b - a <= 1 for a, b in zip(sizes[0], sizes[1])) and sizes[2] == sizes[1]
 
 
 def _perturb(params, scale, seed=0):

@@ -23,14 +23,17 @@ PUBLISHED = os.path.join(ROOT, "..", "shared", "data", "cscores",
 
 
 def _noise_config():
-    return digits_noise_tiny.get_config()
+    config = digits_noise_tiny.get_config()
+    config.early_score_epoch = 1.0                # EL2N and GraNd within its 3 epochs
+    return config
 
 
 @pytest.fixture(scope="module")
 def noise_run(tmp_path_factory):
+    config = _noise_config()
     with pytest.MonkeyPatch.context() as patch:   # monitoring off: tensorboardX never imported
         checks.hide_package(patch, "tensorboardX")
-        return checks.run(_noise_config(), tmp_path_factory.mktemp("noise") / "work")
+        return checks.run(config, tmp_path_factory.mktemp("noise") / "work")
 
 
 @pytest.fixture(scope="module")

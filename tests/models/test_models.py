@@ -189,3 +189,23 @@ def test_resnet_uses_bias_only_without_norm():
     p_gn, _ = init_model(get_model("resnet18", width=4, norm="group"), jax.random.key(0), x)
     assert "bias" in p_none["conv1"] and "bias" not in p_gn["conv1"]
     assert "downsample_conv" in p_gn["layer2_0"] and "downsample_conv" not in p_gn["layer1_0"]
+
+
+def test_apply_fns_of_one_network_are_equal_and_share_one_compile():
+    """Equal modules with no state (or one state object) give equal apply_fns, so a jit
+    taking the apply_fn as a static argument compiles once for them; a different
+    network, or a different state object, is a different function."""
+    mlp = lambda width: get_model("mlp", features=(width,), num_outputs=3)
+    x = jnp.ones((2, 4))
+    a, b = make_apply_fn(mlp(8), {}), make_apply_fn(mlp(8), {})
+    assert a == b and hash(a) == hash(b) and a != make_apply_fn(mlp(9), {})
+    params, _ = init_model(mlp(8), jax.random.PRNGKey(0), x)
+    assert np.array_equal(a(params, x), mlp(8).apply({"params": params}, x))
+    calls = []                                       # one entry per trace
+    traced = jax.jit(lambda fn, p, x: (calls.append(1), fn(p, x))[1], static_argnums=0)
+    traced(a, params, x), traced(b, params, x)
+    assert len(calls) == 1
+    norm = get_model("resnet18", width=2, blocks=(1, 1, 1, 1), norm="frozen_batchnorm")
+    _, state = init_model(norm, jax.random.PRNGKey(0), jnp.ones((1, 8, 8, 3)))
+    assert make_apply_fn(norm, state) == make_apply_fn(norm, state)
+    assert make_apply_fn(norm, state) != make_apply_fn(norm, dict(state))
