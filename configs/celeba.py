@@ -18,6 +18,7 @@ def get_config():
     config = difficulty_base.get_config()
     config.dataset = "celeba"
     config.difficulty = "spurious"
+    config.score_base = "spurious"             # under a score:<name> difficulty
     config.distractors = 0
     config.train_size = 20_000
     config.balanced_per_group = 180
@@ -28,6 +29,7 @@ def get_config():
          "input_mean": IMAGENET_MEAN, "input_std": IMAGENET_STD})
     config.regimes = ("alpha=0.5", "alpha=1", "alpha=100")
     config.num_epochs = (20, 20, 100)
+    config.score_epochs = 20.0                  # the alpha = 1 budget
     config.compare = ("alpha=1", "alpha=100")
     config.batch_size = 100
     config.learning_rate = 0.01

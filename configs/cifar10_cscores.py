@@ -16,6 +16,7 @@ CSCORES_URL = ("https://pluskid.github.io/structural-regularity/cscores/"
 def get_config():
     config = cifar10_noise.get_config()
     config.difficulty = "cscores"
+    config.score_base = "cscores"              # under a score:<name> difficulty
     config.cscores = CSCORES_URL
     config.group_size = 500             # per decile, train and held-out
     return config

@@ -23,6 +23,7 @@ def get_config():
         {"stem": "cifar", "norm": "none", "width": 64, "blocks": (2, 2, 2, 2)})
     config.regimes = ("alpha=1", "alpha=100")
     config.num_epochs = (200, 1000)
+    config.score_epochs = 200.0                 # the alpha = 1 budget
     config.batch_size = 125
     config.learning_rate = 0.01
     config.momentum = 0.9

@@ -31,7 +31,18 @@ def _data(config: ml_collections.ConfigDict) -> None:
     # the initial tangent kernel memorisation-prone, as on CIFAR-10; without them
     # the kernel already generalises on digits and both regimes learn alike.
     config.distractors = 512
-    config.difficulty = "noise"         # "noise" (clean/noisy) or "cscores" (deciles)
+    config.difficulty = "noise"         # "noise" (clean/noisy), "cscores" (deciles) or
+    # "score:<name>": the lowest and highest score_quantile of the training examples by a
+    # score of docs/scores.md, measured in score_references reference runs of score_regime
+    # for score_epochs (other seeds; cached in score_cache, default
+    # ~/.cache/lazy_hasty/scores); the data is loaded with difficulty = score_base, whose
+    # groups are kept.
+    config.score_base = "noise"
+    config.score_references = 4
+    config.score_quantile = 0.1
+    config.score_regime = "alpha=1"
+    config.score_epochs = 100.0
+    config.score_cache = ""
     config.label_noise = 0.15           # fraction of training labels replaced (paper: 15%)
     config.cscores = "estimate"         # "estimate" (eq. 5) or a path/URL to a published npz
     config.cscore_cache = ""            # default ~/.cache/lazy_hasty/<dataset>_cscores_seed<k>.npz

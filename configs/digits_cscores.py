@@ -9,4 +9,5 @@ from configs import difficulty_base
 def get_config():
     config = difficulty_base.get_config()
     config.difficulty = "cscores"
+    config.score_base = "cscores"              # under a score:<name> difficulty
     return config

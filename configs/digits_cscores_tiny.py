@@ -6,6 +6,7 @@ from configs import digits_noise_tiny
 def get_config():
     config = digits_noise_tiny.get_config()
     config.difficulty = "cscores"
+    config.score_base = "cscores"              # under a score:<name> difficulty
     config.group_size = 20
     config.cscore_models_per_ratio = 4
     config.cscore_steps = 20

@@ -13,6 +13,7 @@ def get_config():
     config = difficulty_base.get_config()
     config.dataset = "digits_spurious"
     config.difficulty = "spurious"
+    config.score_base = "spurious"             # under a score:<name> difficulty
     config.distractors = 0
     config.regimes = ("alpha=0.5", "alpha=1", "alpha=100")
     config.num_epochs = (100, 100, 300)

@@ -7,6 +7,7 @@ def get_config():
     config = digits_spurious.get_config()
     config.model_kwargs.features = (32,)
     config.num_epochs = (2, 2, 2)
+    config.score_epochs = 2.0
     config.balanced_per_group = 10
     config.test_size = 100
     config.probe_size = 8

@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from experiments import common, validation
+from experiments import common, score_difficulty, validation
 from experiments.difficulty_setup import Setup, build, options
 from lazy_hasty import datasets, regimes
 from lazy_hasty.engine import checkpoint, loop, preemption, records, run_log
@@ -60,7 +60,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> Prepared:
     resume_step = checkpoint.latest_step(checkpoint_dir)
     if resume_step is not None:
         common.check_same_config(workdir, config)
-    data = datasets.load(config.dataset, config.to_dict(), config.dataset_kwargs.to_dict())
+    data = score_difficulty.load(config)
     num_steps = validation.check_against_data(config, len(data.train.y))
     setup = build(config, data)
     figures = ("fig3.png" if data.spec.name == "spurious" else "fig2.png",
@@ -84,9 +84,10 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> Prepared:
     if resume_step is not None:
         log.restore(resume_step, setup.evaluator.size)
     per_epoch = validation.steps_per_epoch(config, len(data.train.y))
-    return Prepared(config, parsed, data, setup, [options(config, n, data.spec, setup, per_epoch)
-                                                  for n in num_steps],
-                    log, checkpointer, paths, writer)
+    train_options = [options(config, n, data.spec, setup.richness, per_epoch)
+                     for n in num_steps]
+    return Prepared(config, parsed, data, setup, train_options, log, checkpointer, paths,
+                    writer)
 
 
 def train_all(prep: Prepared) -> None:

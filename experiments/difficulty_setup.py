@@ -4,7 +4,7 @@ and the sweep share them)."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import ml_collections
 import numpy as np
@@ -73,17 +73,17 @@ def richness_of(config: ml_collections.ConfigDict, module) -> richness.Richness:
         config.parameterization, models.width(module)), rule)
 
 
-def options(config: ml_collections.ConfigDict, num_steps: int, spec: DifficultySpec,
-            setup: Setup, steps_per_epoch: int) -> loop.TrainOptions:
+def options(config: ml_collections.ConfigDict, num_steps: int, spec: Optional[DifficultySpec],
+            rich: richness.Richness, steps_per_epoch: int) -> loop.TrainOptions:
     """The training options of one regime (a stop rule on the spec's progress measure
-    when ``config.stop_at_progress`` is set)."""
+    when ``config.stop_at_progress`` is set and a spec given)."""
     stop = None
-    if config.stop_at_progress > 0:
+    if config.stop_at_progress > 0 and spec is not None:
         stop = loop.StopRule(spec.progress_key, config.stop_at_progress, spec.decreasing)
     return loop.TrainOptions(
         num_steps=num_steps, batch_size=config.batch_size, learning_rate=config.learning_rate,
         momentum=config.momentum, seed=config.seed, ladder_ratio=config.ladder_ratio,
         probe_every=config.probe_every, checkpoint_every=config.checkpoint_every_steps,
         stop=stop, device_data_bytes=int(config.device_data_mb * 2**20),
-        richness=setup.richness,
+        richness=rich,
         early_score_step=int(round(config.early_score_epoch * steps_per_epoch)))

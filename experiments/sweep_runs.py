@@ -26,8 +26,8 @@ import numpy as np
 from absl import flags, logging
 from ml_collections import config_flags
 
-from experiments import common, difficulty, validation
-from lazy_hasty import datasets, regimes
+from experiments import common, difficulty, score_difficulty, validation
+from lazy_hasty import regimes
 from lazy_hasty.engine import checkpoint, loop, records
 from lazy_hasty.analysis import inference, lr_search, sweep
 from lazy_hasty.difficulty import DifficultySpec
@@ -319,8 +319,7 @@ def _search_epochs(plan: Plan, steps: int) -> tuple[dict[float, float], Difficul
                  *([plan.axis_overrides[value]] if value in plan.axis_overrides else []))
         if extra not in loaded:
             config = load_config(plan.config_path, [*plan.overrides, *extra])
-            data = datasets.load(config.dataset, config.to_dict(),
-                                 config.dataset_kwargs.to_dict())
+            data = score_difficulty.load(config)
             validation.check_against_data(config, len(data.train.y))
             loaded[extra] = (validation.steps_per_epoch(config, len(data.train.y)), data.spec)
         epochs[value] = (steps + 0.5) / loaded[extra][0]

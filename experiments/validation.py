@@ -13,7 +13,7 @@ import os
 import ml_collections
 
 from configs import difficulty_base
-from experiments import common
+from experiments import common, score_difficulty
 from lazy_hasty import datasets, regimes, richness
 from lazy_hasty.analysis import lr_search
 from lazy_hasty.engine import monitor, sharding
@@ -65,6 +65,25 @@ def _check_richness(config: ml_collections.ConfigDict) -> None:
                          "them: drop --config.pretrained or use 'standard'")
 
 
+def _check_score_difficulty(config: ml_collections.ConfigDict) -> None:
+    """A ``score:<name>`` difficulty: a known score and usable reference settings."""
+    if score_difficulty.score_name(config.difficulty) is None:
+        return
+    if config.pretrained:
+        raise ValueError(f"difficulty {config.difficulty!r} trains its reference networks "
+                         "from random initialisations; drop --config.pretrained")
+    if config.score_references < 1:
+        raise ValueError(f"score_references must be >= 1 (the runs that grade the "
+                         f"examples), got {config.score_references!r}")
+    if not 0 < config.score_quantile <= 0.5:
+        raise ValueError(f"score_quantile must be in (0, 0.5] (the fraction of examples in "
+                         f"each of the easy and hard groups), got {config.score_quantile!r}")
+    if not config.score_epochs > 0:
+        raise ValueError(f"score_epochs must be > 0 (the reference runs' budget), got "
+                         f"{config.score_epochs!r}")
+    regimes.parse_regime(config.score_regime)
+
+
 def check_lr_search(config: ml_collections.ConfigDict) -> None:
     """The learning-rate search keys (``lr_search_*``, read by ``sweep.py --lr_grid``)."""
     if config.lr_search_steps < 1:
@@ -88,6 +107,7 @@ def check_config(config: ml_collections.ConfigDict) -> list[regimes.Regime]:
     _check_weights(config)
     _check_ranges(config)
     _check_richness(config)
+    _check_score_difficulty(config)
     check_lr_search(config)
     if config.tensorboard:
         monitor.check_installed()

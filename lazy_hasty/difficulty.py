@@ -136,6 +136,15 @@ def cscore_deciles(num_bins: int = 10) -> DifficultySpec:
         panels=(Panel("training accuracy per C-score decile", deciles),))
 
 
+def score_quantiles(score: str) -> DifficultySpec:
+    """A per-example score's lowest and highest quantiles of the training set (easy and
+    hard, :func:`lazy_hasty.data.groups.quantile_groups`), at equal training loss."""
+    return DifficultySpec(
+        f"score:{score}", easy="train/score_easy", hard="train/score_hard",
+        panels=(Panel(f"training accuracy by {score}", ("train/score_easy",
+                                                         "train/score_hard")),))
+
+
 def spurious(easy: str, hard: str) -> DifficultySpec:
     """Section 5 / Fig. 3: the groups a spurious feature helps (``easy``) or misleads,
     on the balanced test set, at equal training loss; its headline statistic is

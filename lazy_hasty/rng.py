@@ -26,6 +26,7 @@ dataset). The library's purposes:
 ``cscore_masks``     the held-out masks of C-score ratio ``r``, ``("cscore_masks", r)``
 ``cscore_batches``   C-score model ``k``'s minibatch order
 ``cscore_init``      C-score model ``k``'s initialisation (JAX)
+``score_reference``  the seed of score reference run ``k``, ``("score_reference", k)``
 ``bootstrap``        a statistic's bootstrap over examples, ``("bootstrap", statistic)``
 ``bootstrap_spearman``  a rank correlation's bootstrap, ``("bootstrap_spearman", what)``
 ===================  ========================================================

@@ -12,6 +12,10 @@ from lazy_hasty import losses, models, ntk, richness
 from lazy_hasty.engine import train
 from lazy_hasty.regimes import Regime, parse_regime
 
+# Compiling small programs is this module's cost; its checks are the maths, not the
+# rounding of optimised kernels (conftest.py).
+pytestmark = pytest.mark.usefixtures("quick_compiles_module")
+
 X = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
 
 

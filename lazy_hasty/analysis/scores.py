@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
+from scipy import stats
 
 from lazy_hasty.analysis import learning_times
 
@@ -68,6 +69,30 @@ def cartography(probability: np.ndarray, correct: np.ndarray) -> dict[str, np.nd
 SCORES = ("forgetting", "aum", "el2n", "grand", "confidence", "variability", "correctness",
           "learning_time")
 """Every score of ``scores.npz``, in its order."""
+
+HARDER_WHEN_HIGHER = {"forgetting": True, "aum": False, "el2n": True, "grand": True,
+                      "confidence": False, "variability": True, "correctness": False,
+                      "learning_time": True}
+"""Each score's direction of difficulty: more forgetting events, a larger EL2N or GraNd,
+a higher variability (cartography's ambiguous examples) or a later learning time mark
+a harder example; a larger margin, confidence or correctness an easier one."""
+
+
+def hardness(name: str, runs: np.ndarray) -> np.ndarray:
+    """One difficulty per example from score ``name`` of several runs (``(runs, N)``):
+    the mean over runs of each run's ranks (ties averaged), oriented so that the
+    largest is the hardest. An example never learned for good (learning time NaN)
+    ranks as the latest; an infinite forgetting count as the most forgotten."""
+    runs = np.asarray(runs, np.float64)
+    if runs.ndim != 2 or runs.shape[0] < 1:
+        raise ValueError(f"score runs must be (runs, examples), got shape {runs.shape}")
+    if name == "learning_time":
+        runs = np.where(np.isnan(runs), np.inf, runs)
+    if np.isnan(runs).any():
+        raise ValueError(f"score {name!r} is NaN for some examples: its early evaluation "
+                         "was not reached (lower early_score_epoch below the run's epochs)")
+    sign = 1.0 if HARDER_WHEN_HIGHER[name] else -1.0
+    return np.mean([stats.rankdata(sign * r) for r in runs], axis=0)
 
 
 def run_scores(correct: np.ndarray, margin: np.ndarray, probability: np.ndarray,

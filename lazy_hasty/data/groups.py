@@ -66,6 +66,22 @@ def decile_groups(scores: np.ndarray, size: int | None, seed: int, split: str
     return sample_groups({f"decile_{b}": bins == b for b in range(10)}, size, seed, split)
 
 
+def quantile_groups(hardness: np.ndarray, quantile: float, size: int | None, seed: int,
+                    split: str) -> dict[str, np.ndarray]:
+    """``{"score_easy": idx, "score_hard": idx}``: the ``quantile`` fraction of examples
+    with the lowest and the highest ``hardness`` (at least one each; ties broken
+    stably by index), each sampled to ``size``."""
+    hardness = np.asarray(hardness)
+    if not 0 < quantile <= 0.5:
+        raise ValueError(f"score_quantile must be in (0, 0.5], got {quantile}")
+    n = len(hardness)
+    count = max(1, int(round(quantile * n)))
+    order = np.argsort(hardness, kind="stable")
+    easy, hard = np.zeros(n, bool), np.zeros(n, bool)
+    easy[order[:count]], hard[order[n - count:]] = True, True
+    return sample_groups({"score_easy": easy, "score_hard": hard}, size, seed, split)
+
+
 def noise_groups(noisy_mask: np.ndarray, size: int | None, seed: int, split: str
                  ) -> dict[str, np.ndarray]:
     """``{"clean": idx, "noisy": idx}`` from the mask returned by ``corrupt_labels``."""

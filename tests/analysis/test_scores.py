@@ -86,6 +86,7 @@ def test_one_output_unit_uses_the_logistic_forms():
     assert np.asarray(losses.output_gradient(f, y))[:, 0] == pytest.approx(-(1 - sig), rel=1e-6)
 
 
+@pytest.mark.usefixtures("quick_compiles")          # compiling is its cost
 def test_grand_from_the_kernels_diagonal_is_the_per_example_gradient_norm(x64):
     """GraNd as sqrt(g^T K(x, x) g) equals ||d loss / d params|| taken directly (float64),
     for the alpha-rescaled and the linearized regimes' outputs."""
@@ -115,3 +116,30 @@ def test_grand_from_the_kernels_diagonal_is_the_per_example_gradient_norm(x64):
                 f, p, x, implementation=implementation, chunk_size=2))(trainable)
             got = np.asarray(losses.gradient_norm(losses.output_gradient(logits, y), blocks))
             assert got == pytest.approx(want, rel=1e-10), (regime.name, implementation)
+
+
+def test_hardness_averages_each_runs_oriented_ranks():
+    # Two runs of four examples; AUM: a larger margin is easier, so ranks run reversed.
+    aum = np.array([[0.5, -1.0, 2.0, 0.0],
+                    [0.1, -2.0, 3.0, 0.2]])
+    # Run 1 hardest-first: 1, 3, 0, 2 -> ranks [2, 4, 1, 3]; run 2: 1, 0, 3, 2 -> [3, 4, 1, 2].
+    assert scores.hardness("aum", aum).tolist() == [2.5, 4.0, 1.0, 2.5]
+    # Never learned (NaN learning time) ranks latest; ties share their mean rank.
+    times = np.array([[5.0, np.nan, 1.0, 1.0]])
+    assert scores.hardness("learning_time", times).tolist() == [3.0, 4.0, 1.5, 1.5]
+    assert scores.hardness("forgetting", np.array([[0, math.inf, 2, 1]])).tolist() == [
+        1.0, 4.0, 3.0, 2.0]
+    with pytest.raises(ValueError, match="lower early_score_epoch"):
+        scores.hardness("el2n", np.array([[0.1, np.nan]]))
+    assert set(scores.HARDER_WHEN_HIGHER) == set(scores.SCORES)
+
+
+def test_quantile_groups_take_the_extreme_fractions():
+    from lazy_hasty.data import groups
+    hardness = np.array([3.0, 9.0, 1.0, 7.0, 5.0, 2.0, 8.0, 4.0, 6.0, 0.0])
+    chosen = groups.quantile_groups(hardness, 0.2, None, 0, "train")
+    assert chosen["score_easy"].tolist() == [2, 9] and chosen["score_hard"].tolist() == [1, 6]
+    one = groups.quantile_groups(hardness, 0.01, None, 0, "train")     # at least one each
+    assert one["score_easy"].tolist() == [9] and one["score_hard"].tolist() == [1]
+    with pytest.raises(ValueError, match=r"score_quantile must be in \(0, 0.5\]"):
+        groups.quantile_groups(hardness, 0.6, None, 0, "train")

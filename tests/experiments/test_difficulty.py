@@ -191,11 +191,17 @@ def _bad(**overrides):
      r"set config.gamma, not model_kwargs.gamma"),
     (_bad(parameterization="mup", pretrained=__file__),
      "'mup' does not support them"),
+    (_bad(difficulty="score:loss"), r"unknown score 'loss'; choose one of \('score:forgetting'"),
+    (_bad(difficulty="score:aum", score_quantile=0.6), r"score_quantile must be in \(0, 0.5\]"),
+    (_bad(difficulty="score:aum", score_references=0), "score_references must be >= 1"),
+    (_bad(difficulty="score:aum", pretrained=__file__), "drop --config.pretrained"),
+    (_bad(difficulty="score:aum", score_base="loss"), "unknown difficulty 'loss'"),
 ], ids=["unknown-key", "alpha0", "epochs", "compare", "dataset", "noise", "difficulty",
         "probe-size", "alpha-negative", "empty-group", "ladder", "momentum", "lr",
         "probe-every", "epochs-zero", "no-steps", "batch-size", "checkpoint-every",
         "duplicate-regime", "parameterization", "gamma0", "gamma-negative", "lr-rule",
-        "lr-depth", "gamma-in-model-kwargs", "pretrained-mup"])
+        "lr-depth", "gamma-in-model-kwargs", "pretrained-mup", "score-unknown",
+        "score-quantile", "score-references", "score-pretrained", "score-base"])
 def test_invalid_config_raises_before_writing(config, match, tmp_path):
     workdir = tmp_path / "work"
     with pytest.raises(ValueError, match=match):

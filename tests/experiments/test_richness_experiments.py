@@ -27,7 +27,9 @@ TINY = richness_study.SweepSpec(
 
 
 @pytest.fixture(scope="module")
-def eta_star(tmp_path_factory):
+def eta_star(tmp_path_factory, quick_compiles_module):
+    """The tiny gamma sweep's eta_star experiment (compiling is its cost; its checks are
+    relations between its own numbers)."""
     work = tmp_path_factory.mktemp("richness")
     patch = pytest.MonkeyPatch()
     patch.setattr(richness_study, "sweeps", lambda experiment, scale: [TINY])
