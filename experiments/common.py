@@ -13,9 +13,9 @@ import os
 import sys
 
 import ml_collections
-from absl import flags
+from absl import app, flags, logging
 
-from lazy_hasty.engine import records
+from lazy_hasty.engine import preemption, records
 
 RESUME_FREE_KEYS = ("checkpoint_every_steps", "checkpoints_to_keep", "data_dir",
                     "cscore_cache", "tensorboard", "figures")
@@ -102,3 +102,39 @@ def parse_launcher_flags(argv: list[str], prog: str, reserved: dict[str, str],
         return flags.FLAGS(rest)
     except flags.Error as e:
         sys.exit(f"{prog}: error: {e}")
+
+
+def parse_fixed_flags(argv: list[str], prog: str, why: str) -> list[str]:
+    """:func:`parse_launcher_flags` for a launcher whose configs are fixed: a
+    ``--config`` override exits with one line saying ``why``."""
+    overrides: list[str] = []
+    rest = parse_launcher_flags(argv, prog, {}, overrides)
+    if overrides:
+        sys.exit(f"{prog}: error: {overrides[0]}: {why}")
+    return rest
+
+
+def launch(prog: str, argv: list[str], run) -> None:
+    """A reporting launcher's ``main``: no positional arguments, INFO logging, then
+    ``run(workdir)`` (``--workdir``, absolute) through :func:`report_run`."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.INFO)
+    workdir = os.path.abspath(flags.FLAGS.workdir)
+    report_run(prog, lambda: run(workdir))
+
+
+def report_run(prog: str, run) -> None:
+    """Runs ``run()`` (which returns a report with ``headline`` and ``paths``) with
+    graceful preemption; prints the headline and the files written. A preemption exits
+    with :data:`preemption.EXIT_CODE`, bad input with one line and exit code 1."""
+    try:
+        with preemption.graceful():
+            report = run()
+    except preemption.Preempted as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        sys.exit(preemption.EXIT_CODE)
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        sys.exit(f"{prog}: error: {e}")
+    print(json.dumps(report["headline"], indent=1))
+    print(f"{prog}: wrote {', '.join(report['paths'])}")

@@ -24,7 +24,6 @@ CIFAR-10 ResNet18 for ``eta_star`` and ``continuum`` and widths up to 4096 for
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -32,10 +31,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 from experiments import common, richness_study  # noqa: E402
-from lazy_hasty.engine import preemption  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -54,29 +52,14 @@ def define_flags() -> None:
 
 def parse_flags(argv):
     """absl parsing; a bad flag or a ``--config`` override exits with one line."""
-    overrides: list[str] = []
-    rest = common.parse_launcher_flags(argv, "richness.py", {}, overrides)
-    if overrides:
-        sys.exit(f"richness.py: error: {overrides[0]}: the experiments' configs are fixed "
-                 "(docs/richness.md); run experiments/sweep.py for another sweep")
-    return rest
+    return common.parse_fixed_flags(argv, "richness.py", "the experiments' configs are fixed "
+                                    "(docs/richness.md); run experiments/sweep.py for another "
+                                    "sweep")
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.INFO)
-    workdir = os.path.abspath(FLAGS.workdir)
-    try:
-        with preemption.graceful():
-            report = richness_study.run(FLAGS.experiment, workdir, FLAGS.scale, FLAGS.seeds)
-    except preemption.Preempted as e:
-        print(f"richness.py: {e}", file=sys.stderr)
-        sys.exit(preemption.EXIT_CODE)
-    except (ValueError, FileNotFoundError, ImportError) as e:
-        sys.exit(f"richness.py: error: {e}")
-    print(json.dumps(report["headline"], indent=1))
-    print(f"richness.py: wrote {', '.join(report['paths'])}")
+    common.launch("richness.py", argv, lambda workdir: richness_study.run(
+        FLAGS.experiment, workdir, FLAGS.scale, FLAGS.seeds))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ def markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join("| " + " | ".join(map(str, line)) + " |" for line in lines) + "\n"
 
 
-def _interval(summary: Mapping) -> str:
+def interval_cell(summary: Mapping) -> str:
     """``mean [lo, hi]`` of an across-seed summary (``-`` without a mean)."""
     if summary.get("mean") is None:
         return "-"
@@ -36,7 +36,7 @@ def _interval(summary: Mapping) -> str:
     return text + (f" [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi else "")
 
 
-def _signs(summary: Mapping) -> str:
+def signs_cell(summary: Mapping) -> str:
     return f"{summary['positive']}+/{summary['negative']}-"
 
 
@@ -57,9 +57,9 @@ def _value_rows(summary: Mapping, rates: Sequence[Sequence[Optional[float]]]) ->
     for i, value in enumerate(summary["values"]):
         stat = summary[STAT]["by_value"][i]
         search = summary["learning_rates"][i]
-        rows.append([f"{value:g}", _rate(rates[i], search["at_edge"]), _interval(stat),
-                     _signs(stat), stat["diverged_seeds"],
-                     *(_interval(summary[m]["by_value"][i]) for m in knobs.LINEARITY)])
+        rows.append([f"{value:g}", _rate(rates[i], search["at_edge"]), interval_cell(stat),
+                     signs_cell(stat), stat["diverged_seeds"],
+                     *(interval_cell(summary[m]["by_value"][i]) for m in knobs.LINEARITY)])
     return rows
 
 
@@ -74,14 +74,14 @@ def eta_star(sweeps: Mapping) -> dict:
     rule = richness_study.rule_of(plan)
     scaling = knobs.rate_scaling(plan.values, rates, rule.crossover, rule.depth)
     c = f"{rule.crossover:g}"
-    sides = [[f"gamma <= {c}", scaling["lazy_side"]["points"], _interval(scaling["lazy_side"]),
+    sides = [[f"gamma <= {c}", scaling["lazy_side"]["points"], interval_cell(scaling["lazy_side"]),
               "2"],
-             [f"gamma >= {c}", scaling["rich_side"]["points"], _interval(scaling["rich_side"]),
+             [f"gamma >= {c}", scaling["rich_side"]["points"], interval_cell(scaling["rich_side"]),
               f"2/L = {scaling['rich_side']['predicted']:.3g}"]]
     fit = scaling["fitted_break"]
-    sides += [[f"below the fitted break, log10 gamma = {_interval(fit['log10_break'])}", "-",
-               _interval(fit["left_slope"]), "2"],
-              ["above the fitted break", "-", _interval(fit["right_slope"]),
+    sides += [[f"below the fitted break, log10 gamma = {interval_cell(fit['log10_break'])}", "-",
+               interval_cell(fit["left_slope"]), "2"],
+              ["above the fitted break", "-", interval_cell(fit["right_slope"]),
                f"2/L = {scaling['rich_side']['predicted']:.3g}"]]
     text = (markdown(["gamma", *VALUE_HEADER], _value_rows(summary, rates)) + "\n"
             + markdown(["fit", "gammas", "slope of log eta* on log gamma [95% t]",

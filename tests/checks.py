@@ -4,6 +4,7 @@ used by the driver tests of every dataset."""
 import json
 import os
 import struct
+import subprocess
 import sys
 import tempfile
 
@@ -270,3 +271,14 @@ def check_tensorboard(run):
                            if k not in ("regime", "step")}
         assert {"train_loss", "train/all/accuracy", *PROBE_KEYS} <= {
             v.tag for v in evs[2].summary.value}
+
+
+def check_one_line_error(script, args, tmp_path, message):
+    """``script`` with ``args`` (``W`` standing for a workdir under ``tmp_path``) exits
+    with code 1 and one stderr line holding ``message``, and writes no workdir."""
+    args = [a.replace("W", str(tmp_path / "w")) for a in args]
+    proc = subprocess.run([sys.executable, script, *args], capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(script))))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr
+    assert not (tmp_path / "w").exists()

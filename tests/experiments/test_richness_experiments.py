@@ -4,8 +4,6 @@ the applied best rates and their slopes by hand, the reports, bad input."""
 import json
 import math
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -115,12 +113,7 @@ def test_width_report_has_a_table_per_sweep(eta_star):
      "--config.seed=1: the experiments' configs are fixed"),
 ])
 def test_bad_input_is_one_line(tmp_path, args, message):
-    args = [a.replace("W", str(tmp_path / "w")) for a in args]
-    proc = subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True,
-                          cwd=ROOT)
-    assert proc.returncode == 1
-    assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr
-    assert not (tmp_path / "w").exists()
+    checks.check_one_line_error(SCRIPT, args, tmp_path, message)
 
 
 @pytest.mark.parametrize("scale", richness_study.SCALES)
