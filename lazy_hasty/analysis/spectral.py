@@ -38,8 +38,17 @@ def initial_residual(y: np.ndarray, num_classes: int) -> np.ndarray:
     return np.eye(num_classes)[np.asarray(y)] - 1.0 / num_classes
 
 
+MAX_EXAMPLES = 20_000
+"""The largest training set whose dense kernel :func:`eigenbasis` decomposes (its
+``n x n`` matrix and eigenvectors take ``16 n**2`` bytes: 6.4 GB here)."""
+
+
 def eigenbasis(kbar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues (descending, clipped at 0) and eigenvectors (columns) of ``Kbar``."""
+    if len(kbar) > MAX_EXAMPLES:
+        raise ValueError(f"the dense kernel spectrum takes at most {MAX_EXAMPLES} examples, "
+                         f"got {len(kbar)}; a larger set needs a matrix-free spectrum, which "
+                         "this project does not have yet: take a subset of the examples")
     values, vectors = np.linalg.eigh(np.asarray(kbar, np.float64))
     order = np.argsort(values)[::-1]
     return np.maximum(values[order], 0.0), vectors[:, order]

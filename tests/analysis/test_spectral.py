@@ -77,3 +77,11 @@ def test_never_learned_within_the_grid_is_inf_and_bad_grids_are_one_line():
         spectral.predicted_learning_times(values, vectors, np.array([0, 1]), 2, [1.0, 0.5])
     with pytest.raises(ValueError, match="no residual energy"):
         spectral.energy_in_top(vectors, np.zeros((2, 2)), [True, True], [1])
+
+
+def test_a_kernel_beyond_the_dense_limit_is_one_clear_error(monkeypatch):
+    monkeypatch.setattr(spectral, "MAX_EXAMPLES", 3)
+    with pytest.raises(ValueError, match="at most 3 examples, got 4; a larger set needs a "
+                                         "matrix-free spectrum"):
+        spectral.eigenbasis(np.eye(4))
+    assert spectral.eigenbasis(np.eye(3))[0].tolist() == [1.0, 1.0, 1.0]
