@@ -131,14 +131,13 @@ def _score_slice(evaluator) -> Optional[slice]:
 def _write_scores(prep: Prepared, correct: dict[str, np.ndarray]) -> None:
     """``scores.npz``: every difficulty score of the scored group's examples, per regime
     (``<score>_<regime>``; :func:`lazy_hasty.analysis.scores.run_scores`)."""
-    log, key, at = prep.log, prep.data.spec.progress_key, prep.log.score_slice
+    log, at = prep.log, prep.log.score_slice
     out = {"group": np.array(prep.setup.evaluator.score_group)}
     for i, name in enumerate(log.names):
         rows = {kind: log.rows[kind][i] for kind in ("margin", "probability", "el2n", "grand")}
-        progress = np.array([r[key] for r in log.records if r["regime"] == name], np.float64)
         early = {k: rows[k][0] if rows[k] else None for k in ("el2n", "grand")}
         per_regime = scores.run_scores(correct[name][:, at], np.stack(rows["margin"]),
-                                       np.stack(rows["probability"]), progress, **early)
+                                       np.stack(rows["probability"]), **early)
         out.update({f"{score}_{name}": v for score, v in per_regime.items()})
     records.write_npz(prep.paths["scores.npz"], **out)
 

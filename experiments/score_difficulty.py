@@ -33,7 +33,9 @@ from lazy_hasty.engine import loop, records, train
 from lazy_hasty.engine.evaluation import GroupEvaluator
 
 PREFIX = "score:"
-# What the references depend on besides the training set (and their seeds' source).
+# What the references depend on besides the training set (and their seeds' source),
+# and the version of the scores' definitions (a new one recomputes cached scores).
+SCORES_VERSION = 2
 REFERENCE_KEYS = ("seed", "model", "model_kwargs", "parameterization", "gamma", "lr_rule",
                   "lr_crossover", "lr_depth", "batch_size", "learning_rate", "momentum",
                   "ladder_ratio", "early_score_epoch", "score_references", "score_regime",
@@ -77,8 +79,8 @@ def cached_hardness(config: ml_collections.ConfigDict, data: datasets.DescribedD
                     name: str) -> np.ndarray:
     """:func:`reference_scores` of ``name`` as one hardness per training example, read
     from the cache when an identical request was computed (process 0 writes it)."""
-    digest = hashlib.sha256(json.dumps({k: config.to_dict()[k] for k in REFERENCE_KEYS},
-                                       sort_keys=True, default=str).encode())
+    settings = {"version": SCORES_VERSION, **{k: config.to_dict()[k] for k in REFERENCE_KEYS}}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     digest.update(np.ascontiguousarray(data.train.x).tobytes())
     digest.update(np.ascontiguousarray(data.train.y).tobytes())
     folder = config.score_cache or os.path.expanduser("~/.cache/lazy_hasty/scores")
@@ -104,13 +106,11 @@ class _Trace:
 
     def __init__(self):
         self.rows: list[train.PerExample] = []
-        self.progress: list[float] = []
         self.early: tuple = (None, None)
 
     def record(self, record: dict, per_example: train.PerExample,
                grand: Optional[np.ndarray] = None) -> None:
         self.rows.append(per_example)
-        self.progress.append(record["train_loss"])
         if grand is not None:
             self.early = (per_example.el2n, grand)
 
@@ -128,13 +128,13 @@ class _Trace:
     def scores(self) -> dict[str, np.ndarray]:
         stack = lambda field: np.stack([getattr(r, field) for r in self.rows])
         return scores.run_scores(stack("correct"), stack("margin"), stack("probability"),
-                                 np.asarray(self.progress, np.float64), *self.early)
+                                 *self.early)
 
 
 def reference_scores(config: ml_collections.ConfigDict, data: datasets.DescribedDataset
                      ) -> dict[str, np.ndarray]:
-    """Every score of every training example in each reference run, ``(runs, N)``,
-    learning time against the training loss; the runs train as one vmapped program."""
+    """Every score of every training example in each reference run, ``(runs, N)``; the
+    runs train as one vmapped program."""
     module = difficulty_setup.module_of(config, data.num_classes)
     regime = regimes.parse_regime(config.score_regime)
     per_epoch = len(data.train.y) // config.batch_size

@@ -113,7 +113,7 @@ def check_per_example(run):
 def check_scores(run):
     """scores.npz: the train/all group's scores per regime; those that correctness alone
     determines recomputed here from per_example.npz by explicit loops."""
-    npz, recs = run["npz"], run["records"]
+    npz = run["npz"]
     names = [str(n) for n in npz["group_names"]]
     at = names.index("train/all")
     lo, hi = npz["group_bounds"][at], npz["group_bounds"][at + 1]
@@ -133,14 +133,12 @@ def check_scores(run):
         assert (0 <= got[f"confidence_{regime}"]).all() and (got[f"confidence_{regime}"] <= 1).all()
         assert (got[f"el2n_{regime}"] <= np.sqrt(2) + 1e-6).all()
         assert (got[f"grand_{regime}"] > 0).all()
-        progress = [r[run["summary"]["spec"]["progress_key"]] for r in recs
-                    if r["regime"] == regime]
         lt = got[f"learning_time_{regime}"]
         learned = np.flatnonzero(correct[-1] == 1)
         assert np.isnan(lt[correct[-1] == 0]).all()
-        for j in learned:                     # the progress after the last wrong record
+        for j in learned:                     # the record after the last wrong one
             wrong = np.flatnonzero(correct[:, j] == 0)
-            assert lt[j] == progress[wrong[-1] + 1 if len(wrong) else 0], (regime, j)
+            assert lt[j] == (wrong[-1] + 1 if len(wrong) else 0), (regime, j)
     return got
 
 

@@ -96,18 +96,20 @@ def hardness(name: str, runs: np.ndarray) -> np.ndarray:
 
 
 def run_scores(correct: np.ndarray, margin: np.ndarray, probability: np.ndarray,
-               progress: np.ndarray, el2n: Optional[np.ndarray] = None,
+               el2n: Optional[np.ndarray] = None,
                grand: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
     """Every score (:data:`SCORES`) of the scored examples in one regime's run.
 
-    ``correct``, ``margin``, ``probability``: (records, examples) at its records;
-    ``progress``: the progress measure of each record, for the learning time
-    (:func:`lazy_hasty.analysis.learning_times.learning_times`: NaN when not
-    learned for good); ``el2n``, ``grand``: at the early-scores record (None: it
-    was not reached, NaN).
+    ``correct``, ``margin``, ``probability``: (records, examples) at its records,
+    in training order; ``el2n``, ``grand``: at the early-scores record (None: it was
+    not reached, NaN). The learning time is the index of the record from which the
+    example stays correct (:func:`lazy_hasty.analysis.learning_times.learning_times`
+    on the record count; NaN when not learned for good): it orders the examples in
+    time whatever the run's progress measure, which may rise or fall.
     """
     n = _trace(correct, "correct").shape[1]
     early = lambda row: np.full(n, np.nan) if row is None else np.asarray(row, np.float64)
+    records = np.arange(np.shape(correct)[0], dtype=np.float64)
     return {"forgetting": forgetting(correct), "aum": aum(margin), "el2n": early(el2n),
             "grand": early(grand), **cartography(probability, correct),
-            "learning_time": learning_times.learning_times(correct, progress).time}
+            "learning_time": learning_times.learning_times(correct, records).time}
