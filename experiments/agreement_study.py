@@ -108,12 +108,12 @@ def kernel_prediction(config: ml_collections.ConfigDict, data: datasets.Describe
 
 def _read(workdir: str) -> tuple[list, dict, dict, dict]:
     """A finished run's records, correctness by regime, scores and summary."""
-    with np.load(os.path.join(workdir, "per_example.npz")) as f:
+    with np.load(os.path.join(workdir, "per_example.npz"), allow_pickle=False) as f:
         correct = {r: f[f"correct_{r}"] for r in REGIMES}
         names, bounds = list(f["group_names"]), f["group_bounds"]
     i = names.index("train/all")
     correct = {r: c[:, bounds[i]:bounds[i + 1]] for r, c in correct.items()}
-    with np.load(os.path.join(workdir, "scores.npz")) as f:
+    with np.load(os.path.join(workdir, "scores.npz"), allow_pickle=False) as f:
         run_scores = {k: f[k] for k in f.files if k != "group"}
     with open(os.path.join(workdir, "summary.json")) as f:
         summary = json.load(f)

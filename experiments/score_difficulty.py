@@ -86,7 +86,7 @@ def cached_hardness(config: ml_collections.ConfigDict, data: datasets.DescribedD
     folder = config.score_cache or os.path.expanduser("~/.cache/lazy_hasty/scores")
     path = os.path.join(folder, f"{digest.hexdigest()[:32]}.npz")
     if os.path.exists(path):
-        with np.load(path) as cached:
+        with np.load(path, allow_pickle=False) as cached:
             runs = {s: cached[s] for s in scores.SCORES}
     else:
         runs = reference_scores(config, data)
