@@ -134,7 +134,7 @@ def analyse(twin: str, config: ml_collections.ConfigDict, workdir: str) -> dict:
         split = groups_lib.quantile_groups(score_difficulty.cached_hardness(config, data, s),
                                            config.score_quantile, None, config.seed, "train")
         hastiness[s] = split_hastiness(rows, correct, split["score_easy"], split["score_hard"])
-    groups = ({"easy": own == own.min(), "hard": own == own.max()})
+    groups = {"easy": own == own.min(), "hard": own == own.max()}
     times = {r: run_scores[f"learning_time_{r}"] for r in REGIMES}
     return {"spearman": {r: notion_spearman(n) for r, n in notions.items()},
             "across_regimes": across, "hastiness": hastiness,

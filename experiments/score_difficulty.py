@@ -79,7 +79,8 @@ def cached_hardness(config: ml_collections.ConfigDict, data: datasets.DescribedD
                     name: str) -> np.ndarray:
     """:func:`reference_scores` of ``name`` as one hardness per training example, read
     from the cache when an identical request was computed (process 0 writes it)."""
-    settings = {"version": SCORES_VERSION, **{k: config.to_dict()[k] for k in REFERENCE_KEYS}}
+    values = config.to_dict()
+    settings = {"version": SCORES_VERSION, **{k: values[k] for k in REFERENCE_KEYS}}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     digest.update(np.ascontiguousarray(data.train.x).tobytes())
     digest.update(np.ascontiguousarray(data.train.y).tobytes())

@@ -118,7 +118,7 @@ def across_seed_summary(stat: str, per_seed_results: Sequence[Mapping | None],
                                    for r in per_seed_results]}
 
 
-def _average_ranks(a: np.ndarray) -> np.ndarray:
+def average_ranks(a: np.ndarray) -> np.ndarray:
     """1-based ranks of ``a``, tied values sharing the mean of their ranks."""
     _, inverse, counts = np.unique(a, return_inverse=True, return_counts=True)
     return (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]
@@ -138,7 +138,7 @@ def _rank_correlation(x: np.ndarray, y: np.ndarray) -> float:
     """Pearson correlation of the average ranks; NaN under 2 pairs or with a constant side."""
     if len(x) < 2:
         return math.nan
-    rx, ry = _average_ranks(x), _average_ranks(y)
+    rx, ry = average_ranks(x), average_ranks(y)
     rx, ry = rx - rx.mean(), ry - ry.mean()
     scale = math.sqrt(float(rx @ rx) * float(ry @ ry))
     return float(np.clip(rx @ ry / scale, -1.0, 1.0)) if scale > 0 else math.nan

@@ -27,9 +27,8 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-from scipy import stats
 
-from lazy_hasty.analysis import learning_times
+from lazy_hasty.analysis import inference, learning_times
 
 
 def _trace(values: np.ndarray, name: str) -> np.ndarray:
@@ -92,7 +91,7 @@ def hardness(name: str, runs: np.ndarray) -> np.ndarray:
         raise ValueError(f"score {name!r} is NaN for some examples: its early evaluation "
                          "was not reached (lower early_score_epoch below the run's epochs)")
     sign = 1.0 if HARDER_WHEN_HIGHER[name] else -1.0
-    return np.mean([stats.rankdata(sign * r) for r in runs], axis=0)
+    return np.mean([inference.average_ranks(sign * r) for r in runs], axis=0)
 
 
 def run_scores(correct: np.ndarray, margin: np.ndarray, probability: np.ndarray,
