@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCALES = ("cpu", "gpu")
 EXPERIMENTS = ("eta_star", "continuum", "width", "collapse")
 REGIME = "alpha=1"                      # the regime of a sweep along gamma or width
-WIDTH_REFERENCE_EPOCHS = 100            # a linearized reference per width: the alpha = 1 budget
+REFERENCE_EPOCHS = 100                  # a gamma or width sweep's linearized references: the alpha = 1 budget
 STAT = "hastiness"
 GRID = "0.0625,0.125,0.25,0.5,1,2,4,8,16"
 WIDE_GRID = ",".join(f"{2.0 ** k:g}" for k in range(-2, 11))   # eta* of gamma << 1 lies high
@@ -56,13 +56,14 @@ def sweeps(experiment: str, scale: str) -> list[SweepSpec]:
     return {
         "eta_star": [SweepSpec("eta_star", "gamma (muP)", model, "gamma",
                                "0.003,0.01,0.03,0.1,0.3,1,3,10,100" if cpu else
-                               "0.001,0.003,0.01,0.03,0.1,0.3,1,3,10,30,100", MUP, wide)],
+                               "0.001,0.003,0.01,0.03,0.1,0.3,1,3,10,30,100", MUP, wide,
+                               REFERENCE_EPOCHS)],
         "continuum": [SweepSpec("continuum", "alpha", model, "alpha",
                                 "0.01,0.03,0.1,0.3,1,3,10,100,1000" if cpu else
                                 "0.01,0.03,0.1,0.3,1,3,10,30,100,300,1000", richness, grid)],
         "width": [SweepSpec(f"width_{p}", f"width ({p})", "configs/digits_noise.py",
                             "model_kwargs.features", "64,128,256,512" if cpu else
-                            "64,128,256,512,1024,2048,4096", o, grid, WIDTH_REFERENCE_EPOCHS)
+                            "64,128,256,512,1024,2048,4096", o, grid, REFERENCE_EPOCHS)
                   for p, o in (("standard", richness), ("mup", MUP))],
     }[experiment]
 
