@@ -7,9 +7,12 @@ every parameter. Implementations:
   leaf by leaf. Memory ``chunk * C * P`` per chunk.
 * ``"ntvp"``: NTK-vector products: ``J1 (J2^T e)`` for each basis cotangent
   ``e`` of ``x2``, i.e. a ``jvp`` of a ``vjp``; never forms ``J1``.
-* ``"structured"``: per-layer kernels from Dense/Conv inputs and output
-  cotangents, no per-example weight gradients where that is cheaper (see
-  ``lazy_hasty.ntk_structured``).
+* ``"structured"``: per-site kernels from the inputs and output cotangents of
+  the function's parameter-consuming ``dot_general``/``conv_general_dilated``
+  equations, read from its jaxpr, with no per-example weight gradients where
+  that is cheaper (see ``lazy_hasty.ntk_structured``); any JAX function.
+* ``"auto"`` (the default): whichever of the three XLA's cost analysis of one
+  chunk block says is cheapest (:func:`choose_implementation`).
 
 Chunking: at most two chunks of ``chunk_size`` examples have their Jacobians (or
 layer features) alive at once; the inner chunk is recomputed for every outer
@@ -25,6 +28,7 @@ bounded memory; more use ``lax.map``. Everything stays traceable under
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Callable, Optional
 
@@ -37,6 +41,7 @@ from lazy_hasty.types import ApplyFn, Params
 
 NtkFn = Callable[[Params, jax.Array, Optional[jax.Array]], jax.Array]
 MAX_UNROLLED = 64   # unrolled chunk evaluations; compile time grows with them
+FLOPS_PER_BYTE = 10.0   # a byte moved costs as much as this many FLOPs (CPU roofline)
 
 
 def _per_example_jacobian(apply_fn: ApplyFn, params: Params, x: jax.Array) -> Params:
@@ -143,8 +148,46 @@ _IMPLEMENTATIONS = {"jacobian": functools.partial(_feature_ntk, "jacobian"), "nt
 IMPLEMENTATIONS = tuple(_IMPLEMENTATIONS)
 
 
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """What ``implementation="auto"`` runs, and why: per implementation, XLA's
+    FLOPs and bytes accessed for one ``(size1, size2)`` block and their score
+    ``flops + FLOPS_PER_BYTE * bytes``."""
+
+    implementation: str
+    costs: dict[str, dict[str, float]]
+
+
+def _sizes(n1: int, n2: int, chunk_size: Optional[int]) -> tuple[int, int]:
+    if chunk_size is not None and int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    return (n1, n2) if chunk_size is None else (min(n1, int(chunk_size)),
+                                                min(n2, int(chunk_size)))
+
+
+def choose_implementation(apply_fn: ApplyFn, params: Params, x1: jax.Array,
+                          x2: Optional[jax.Array] = None, *,
+                          chunk_size: Optional[int] = None) -> Choice:
+    """The cheapest implementation for these shapes and chunking by XLA's cost
+    analysis of one chunk block (every implementation computes the same grid of
+    blocks). Lowers each implementation once; compiles nothing."""
+    size1, size2 = _sizes(len(x1), len(x1 if x2 is None else x2), chunk_size)
+    spec = lambda a, n: jax.ShapeDtypeStruct((n,) + tuple(a.shape[1:]), a.dtype)
+    p = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), params)
+    xa, xb = spec(x1, size1), spec(x1 if x2 is None else x2, size2)
+    costs = {}
+    for name, impl in _IMPLEMENTATIONS.items():
+        lowered = jax.jit(impl, static_argnums=(0, 4, 5)).lower(apply_fn, p, xa, xb, size1, size2)
+        cost = lowered.cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        flops, moved = float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
+        costs[name] = {"flops": flops, "bytes accessed": moved,
+                       "score": flops + FLOPS_PER_BYTE * moved}
+    return Choice(min(costs, key=lambda k: costs[k]["score"]), costs)
+
+
 def empirical_ntk(apply_fn: ApplyFn, params: Params, x1: jax.Array,
-                  x2: Optional[jax.Array] = None, *, implementation: str = "jacobian",
+                  x2: Optional[jax.Array] = None, *, implementation: str = "auto",
                   chunk_size: Optional[int] = None) -> jax.Array:
     """Empirical NTK of ``apply_fn`` at ``params``, shape ``(N1, C, N2, C)``.
 
@@ -152,19 +195,18 @@ def empirical_ntk(apply_fn: ApplyFn, params: Params, x1: jax.Array,
     bounds how many examples enter one Jacobian (or one batch of NTK-vector
     products, or of layer features) at a time; ``None`` processes all at once.
     """
-    if implementation not in _IMPLEMENTATIONS:
+    if implementation not in (*IMPLEMENTATIONS, "auto"):
         raise ValueError(f"unknown NTK implementation {implementation!r}; "
-                         f"choose one of {IMPLEMENTATIONS}")
-    n1, n2 = len(x1), len(x1 if x2 is None else x2)
-    if chunk_size is not None and int(chunk_size) < 1:
-        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-    size1, size2 = (n1, n2) if chunk_size is None else (
-        min(n1, int(chunk_size)), min(n2, int(chunk_size)))
+                         f"choose one of {(*IMPLEMENTATIONS, 'auto')}")
+    size1, size2 = _sizes(len(x1), len(x1 if x2 is None else x2), chunk_size)
+    if implementation == "auto":
+        implementation = choose_implementation(apply_fn, params, x1, x2,
+                                               chunk_size=chunk_size).implementation
     impl = jax.jit(_IMPLEMENTATIONS[implementation], static_argnums=(0, 4, 5))
     blocks = impl(apply_fn, params, x1, x2, size1, size2)
     m1, m2, b1, c, b2, _ = blocks.shape
     k = blocks.transpose(0, 2, 3, 1, 4, 5).reshape(m1 * b1, c, m2 * b2, c)
-    return k[:n1, :, :n2]
+    return k[:len(x1), :, :len(x1 if x2 is None else x2)]
 
 
 def _jacobian_diagonal(jac: Params) -> jax.Array:
@@ -200,7 +242,16 @@ def diagonal_blocks(apply_fn: ApplyFn, params: Params, x: jax.Array, *,
     return out.reshape((-1,) + out.shape[2:])[:n]
 
 
-def empirical_ntk_fn(apply_fn: ApplyFn, *, implementation: str = "jacobian",
+def nnx_function(module: Any) -> tuple[ApplyFn, Params]:
+    """``(apply_fn, params)`` of a flax NNX module: its ``nnx.Param`` variables as a
+    pytree and a pure ``apply_fn(params, x)`` that merges them back with the rest of
+    its state (``nnx.split``/``nnx.merge``), for every function of this module."""
+    from flax import nnx
+    graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+    return (lambda p, x: nnx.merge(graphdef, p, rest)(x)), params
+
+
+def empirical_ntk_fn(apply_fn: ApplyFn, *, implementation: str = "auto",
                      chunk_size: Optional[int] = None) -> NtkFn:
     """Jitted ``ntk(params, x1, x2=None)``; keep it to avoid recompiling."""
     fn = functools.partial(empirical_ntk, apply_fn, implementation=implementation,

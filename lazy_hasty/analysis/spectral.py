@@ -47,8 +47,9 @@ def eigenbasis(kbar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues (descending, clipped at 0) and eigenvectors (columns) of ``Kbar``."""
     if len(kbar) > MAX_EXAMPLES:
         raise ValueError(f"the dense kernel spectrum takes at most {MAX_EXAMPLES} examples, "
-                         f"got {len(kbar)}; a larger set needs a matrix-free spectrum, which "
-                         "this project does not have yet: take a subset of the examples")
+                         f"got {len(kbar)}; the closed form needs every eigenpair: take a subset "
+                         "of the examples (lazy_hasty.kernel_operator gives a larger "
+                         "set's top eigenpairs without forming its kernel)")
     values, vectors = np.linalg.eigh(np.asarray(kbar, np.float64))
     order = np.argsort(values)[::-1]
     return np.maximum(values[order], 0.0), vectors[:, order]

@@ -1,0 +1,96 @@
+"""Every NTK implementation on the zoo (tests/ntk_zoo.py) against a float64 brute-force
+Jacobian, and the structured engine's decomposition of each network."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lazy_hasty import ntk, ntk_structured
+from tests.ntk_zoo import ZOO
+from tests.test_ntk import _rel, oracle_ntks
+
+pytestmark = pytest.mark.usefixtures("quick_compiles_module")
+
+
+def _kernels(apply_fn, params, x1, x2, implementation):
+    return (ntk.empirical_ntk(apply_fn, params, x1, x2, implementation=implementation),
+            ntk.empirical_ntk(apply_fn, params, x1, implementation=implementation))
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_every_implementation_equals_the_float64_oracle(name, x64):
+    apply_fn, params, x1, x2 = ZOO[name](jax.random.PRNGKey(0), jnp.float64)
+    wants = oracle_ntks(apply_fn, params, x1, x2)
+    for impl in ntk.IMPLEMENTATIONS:
+        for got, want in zip(_kernels(apply_fn, params, x1, x2, impl), wants):
+            assert got.dtype == jnp.float64 and got.shape == want.shape
+            assert _rel(got, want) <= 1e-10, impl
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_float32_kernels_within_1e5_of_the_float64_oracle(name):
+    apply_fn, params, x1, x2 = ZOO[name](jax.random.PRNGKey(1), jnp.float32)
+    got = {impl: _kernels(apply_fn, params, x1, x2, impl) for impl in ntk.IMPLEMENTATIONS}
+    with jax.enable_x64(True):
+        wide = jax.tree_util.tree_map(
+            lambda a: a.astype(jnp.float64) if a.dtype == jnp.float32 else a, (params, x1, x2))
+        wants = oracle_ntks(apply_fn, *wide)
+    for impl, kernels in got.items():
+        for k, want in zip(kernels, wants):
+            assert k.dtype == jnp.float32
+            assert _rel(k, want) <= 1e-5, impl
+
+
+# name -> per structured term: (leaf path, number of sites) ; then the leaves by
+# per-example gradients.
+def _routes(name):
+    apply_fn, params, x1, x2 = ZOO[name](jax.random.PRNGKey(0), jnp.float32)
+    plan = ntk_structured.make_plan(apply_fn, params, x1, len(x1), len(x2))
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    sites = {paths[g.sites[0].view.leaf]: (len(g.sites), ntk_structured._sizes(g.sites))
+             for g in plan.groups}
+    return sites, sorted(paths[k] for k in plan.grads)
+
+
+def test_scan_slices_stacked_weights_and_shares_the_mixing_matrix():
+    sites, grads = _routes("scan")
+    assert grads == []
+    # stacked (3, 6, 6): one site in the scan body, a batch of 3 steps, one position
+    assert sites["['stacked']"] == (1, (3, 1, 6, 6))
+    # shared (6, 6): the same entries at every step, so 3 positions of one batch
+    assert sites["['shared']"] == (1, (1, 3, 6, 6))
+    assert sites["['embed']"] == (1, (1, 1, 4, 6)) and sites["['readout']"][0] == 1
+
+
+def test_transformer_ties_and_norms_go_by_per_example_gradients():
+    sites, grads = _routes("transformer")
+    assert grads == ["['embed']", "['ln1_bias']", "['ln1_scale']", "['ln2_bias']",
+                     "['ln2_scale']", "['position']"]
+    # the projections act on each of the 5 positions
+    assert {n: s[1][1] for n, s in sites.items()} == {
+        f"['{w}']": 5 for w in ("w1", "w2", "wk", "wo", "wq", "wv")}
+
+
+def test_a_weight_used_transposed_and_plain_needs_its_gradient(x64):
+    # W and W.T read the same entries in two arrangements: their cross terms need
+    # the leaf's own per-example gradient; a slice of W read twice adds positions.
+    def f(p, x):
+        w = p["w"]
+        h = jnp.tanh(x @ w) @ w.T
+        return jnp.tanh(h @ w[:, :2]) @ w[:2, :2] + jnp.tanh(h @ w[:, :2])
+    params = {"w": jax.random.normal(jax.random.PRNGKey(3), (4, 4))}
+    x1 = jax.random.normal(jax.random.PRNGKey(4), (3, 4))
+    plan = ntk_structured.make_plan(f, params, x1, 3, 3)
+    assert plan.grads == [0] and plan.groups == []
+    got = ntk.empirical_ntk(f, params, x1, implementation="structured")
+    np.testing.assert_allclose(got, oracle_ntks(f, params, x1, x1)[1], rtol=1e-10)
+
+    def g(p, x):                 # two reads of one slice, one of a disjoint slice
+        w = p["w"]
+        h = jnp.tanh(x @ w[:, :2])
+        return jnp.tanh(jnp.concatenate([h, x[:, :2]], 1) @ w[:, :2]) + x[:, 1:3] @ w[1:3, 2:]
+    plan = ntk_structured.make_plan(g, params, x1, 3, 3)
+    assert plan.grads == [] and [len(gr.sites) for gr in plan.groups] == [2, 1]
+    got = ntk.empirical_ntk(g, params, x1, implementation="structured")
+    np.testing.assert_allclose(got, oracle_ntks(g, params, x1, x1)[1], rtol=1e-10)
