@@ -1,4 +1,5 @@
-"""Our empirical NTK against neural-tangents' ``empirical_ntk_fn``: agreement and time.
+"""Our empirical NTK against neural-tangents' ``empirical_ntk_fn``: agreement, time,
+memory, and each against the structured route's FLOP floor.
 
 neural-tangents 0.6.5 does not import with jax >= 0.6, so it runs in the pinned
 side venv of ``scripts/nt_side_env.sh``; run this script with that venv's
@@ -8,9 +9,16 @@ the side venv (neural-tangents and ``lazy_hasty.ntk`` on jax 0.4.30) and in the
 main venv (``lazy_hasty.ntk`` on the current jax). They compute every kernel in
 float32 and float64 for the comparison, then time them (float32, jitted,
 compile excluded, after a warm-up call) in rounds that alternate the two venvs.
+Every implementation of both libraries takes the same function ``f(params, x)``:
+plain-JAX and flax.linen MLPs and CNNs, and a flax ResNet18.
+
+The floor of a kernel is the FLOPs XLA counts for our structured route on the
+whole kernel (its layer Grams and the passes that produce their factors) at the
+float32 rate of a large matmul measured in the same worker. Memory is XLA's plan
+for the compiled call (temporaries plus the output), where the jax reports it.
 Usage::
 
-    $(scripts/nt_side_env.sh) benchmarks/nt_compare.py [OUT.json] [--rounds 3] [--quick]
+    $(scripts/nt_side_env.sh) benchmarks/nt_compare.py [OUT.json] [--rounds 2] [--quick]
 """
 
 from __future__ import annotations
@@ -30,50 +38,71 @@ from typing import Any, Callable
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-OURS = {"jacobian": ("jacobian", "pure"), "ntvp": ("ntvp", "pure"),
-        "structured": ("structured", "pure"),
-        "structured, flax layers": ("structured", "flax")}
+OURS = {"jacobian": ("jacobian", None), "ntvp": ("ntvp", None),
+        "structured": ("structured", None), "auto": ("auto", None),
+        "auto, chunks of 10": ("auto", 10)}
 THEIRS = {"JACOBIAN_CONTRACTION": 1, "NTK_VECTOR_PRODUCTS": 2,
           "STRUCTURED_DERIVATIVES": 3, "AUTO": 0}
-MATCH = {"jacobian": "JACOBIAN_CONTRACTION", "ntvp": "NTK_VECTOR_PRODUCTS",
-         "structured": "STRUCTURED_DERIVATIVES",
-         "structured, flax layers": "STRUCTURED_DERIVATIVES"}
 TOLERANCE = {"float32": 1e-5, "float64": 1e-10}
 
 
 @dataclasses.dataclass(frozen=True)
 class Spec:
-    """A model: ``hidden`` Dense (MLP) or 3x3 Conv (CNN) layers, then Dense(classes)."""
+    """A model: ``hidden`` Dense (MLP) or 3x3 Conv (CNN) layers then Dense(classes),
+    as plain JAX or flax.linen layers; or (``family="resnet18"``) the project's
+    CIFAR ResNet18 of base width ``hidden[0]`` with frozen BatchNorm."""
 
     name: str
+    family: str
+    layers: str
     n: int
     input_shape: tuple[int, ...]
     hidden: tuple[int, ...]
     classes: int = 10
 
-    @property
-    def conv(self) -> bool:
-        return len(self.input_shape) == 3
-
     def describe(self) -> str:
         widths = "-".join(map(str, self.hidden))
-        kind = f"CNN 3x3 conv {widths}, avg pool" if self.conv else f"MLP {widths}"
-        return f"{kind}, in {'x'.join(map(str, self.input_shape))}, C={self.classes}, N={self.n}"
+        shape = "x".join(map(str, self.input_shape))
+        kind = {"mlp": f"MLP {widths}", "cnn": f"CNN 3x3 conv {widths}, avg pool",
+                "resnet18": f"ResNet18 width {widths}, frozen BatchNorm"}[self.family]
+        return f"{kind} ({self.layers}), in {shape}, C={self.classes}, N={self.n}"
 
 
 def specs(quick: bool) -> list[Spec]:
-    """The MLP and the CNN (small with ``quick``)."""
+    """The models (tiny with ``quick``)."""
     if quick:
-        return [Spec("mlp", 12, (16,), (32, 32)), Spec("cnn", 6, (6, 6, 3), (4, 4))]
-    return [Spec("mlp", 100, (64,), (512, 512)), Spec("cnn", 32, (16, 16, 3), (32, 32))]
+        return [Spec("mlp", "mlp", "jax", 12, (16,), (32, 32)),
+                Spec("cnn_flax", "cnn", "flax", 6, (6, 6, 3), (4, 4)),
+                Spec("resnet18", "resnet18", "flax", 4, (8, 8, 3), (2,))]
+    mlp, cnn = ((64,), (512, 512)), ((16, 16, 3), (32, 32))
+    return [Spec("mlp", "mlp", "jax", 100, *mlp), Spec("mlp_flax", "mlp", "flax", 100, *mlp),
+            Spec("cnn", "cnn", "jax", 32, *cnn), Spec("cnn_flax", "cnn", "flax", 32, *cnn),
+            Spec("resnet18", "resnet18", "flax", 20, (16, 16, 3), (8,))]
+
+
+def _resnet(spec: Spec) -> tuple[Callable, Any]:
+    """The ResNet18's ``apply_fn`` and its initial parameters (a fixed key)."""
+    import jax
+    import jax.numpy as jnp
+    from lazy_hasty import models
+    module = models.get_model("resnet18", num_outputs=spec.classes, width=spec.hidden[0],
+                              stem="cifar")
+    params, state = models.init_model(module, jax.random.PRNGKey(0),
+                                      jnp.zeros((1,) + spec.input_shape))
+    return models.make_apply_fn(module, state), params
 
 
 def make_inputs(spec: Spec, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Float64 inputs ``x`` and parameters ``layer{i}.kernel|bias`` (flax names)."""
+    """Float64 inputs ``x`` and parameters: ``layer{i}.kernel|bias`` (flax names), or
+    the ResNet's initial leaves ``leaf{i}`` in pytree order."""
     arrays = {"x": rng.normal(size=(spec.n,) + spec.input_shape)}
+    if spec.family == "resnet18":
+        import jax
+        leaves = jax.tree_util.tree_leaves(_resnet(spec)[1])
+        return {**arrays, **{f"leaf{i}": np.asarray(a, np.float64) for i, a in enumerate(leaves)}}
     fan_in = spec.input_shape[-1]
     for i, width in enumerate(spec.hidden + (spec.classes,)):
-        conv = spec.conv and i < len(spec.hidden)
+        conv = spec.family == "cnn" and i < len(spec.hidden)
         shape = (3, 3, fan_in, width) if conv else (fan_in, width)
         arrays[f"layer{i}.kernel"] = rng.normal(size=shape) / np.sqrt(np.prod(shape[:-1]))
         arrays[f"layer{i}.bias"] = 0.1 * rng.normal(size=width)
@@ -91,9 +120,9 @@ def pure_fn(spec: Spec) -> Callable[[Any, Any], Any]:
             k, b = layers[f"layer{i}"]["kernel"], layers[f"layer{i}"]["bias"]
             x = jax.lax.conv_general_dilated(
                 x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-            ) if spec.conv else x @ k
+            ) if spec.family == "cnn" else x @ k
             x = jax.nn.relu(x + b)
-        x = x.mean(axis=(1, 2)) if spec.conv else x
+        x = x.mean(axis=(1, 2)) if spec.family == "cnn" else x
         last = layers[f"layer{len(spec.hidden)}"]
         return x @ last["kernel"] + last["bias"]
 
@@ -101,7 +130,7 @@ def pure_fn(spec: Spec) -> Callable[[Any, Any], Any]:
 
 
 def flax_fn(spec: Spec) -> Callable[[Any, Any], Any]:
-    """The same function from ``flax.linen`` Dense/Conv layers (for ``structured``)."""
+    """The same function from ``flax.linen`` Dense/Conv layers."""
     import flax.linen as nn
 
     class Net(nn.Module):
@@ -109,12 +138,31 @@ def flax_fn(spec: Spec) -> Callable[[Any, Any], Any]:
         def __call__(self, x: Any) -> Any:
             for i, width in enumerate(spec.hidden):
                 layer = (nn.Conv(width, (3, 3), padding="SAME", name=f"layer{i}")
-                         if spec.conv else nn.Dense(width, name=f"layer{i}"))
+                         if spec.family == "cnn" else nn.Dense(width, name=f"layer{i}"))
                 x = nn.relu(layer(x))
-            x = x.mean(axis=(1, 2)) if spec.conv else x
+            x = x.mean(axis=(1, 2)) if spec.family == "cnn" else x
             return nn.Dense(spec.classes, name=f"layer{len(spec.hidden)}")(x)
 
     return Net().apply
+
+
+def model(spec: Spec, arrays: dict, dtype: str) -> tuple[Callable, Any, Any]:
+    """``(f, params, x)`` of ``spec`` from the shared arrays, in ``dtype``."""
+    import jax
+    import jax.numpy as jnp
+    x = jnp.asarray(arrays["x"], dtype)
+    if spec.family == "resnet18":
+        apply_fn, template = _resnet(spec)
+        leaves = [jnp.asarray(arrays[f"leaf{i}"], dtype)
+                  for i in range(len(jax.tree_util.tree_leaves(template)))]
+        return apply_fn, jax.tree_util.tree_unflatten(
+            jax.tree_util.tree_structure(template), leaves), x
+    layers: dict = {}
+    for key, value in arrays.items():
+        if key != "x":
+            layer, leaf = key.split(".")
+            layers.setdefault(layer, {})[leaf] = jnp.asarray(value, dtype)
+    return (flax_fn if spec.layers == "flax" else pure_fn)(spec), {"params": layers}, x
 
 
 def restore_nt_aliases() -> None:
@@ -134,74 +182,103 @@ def kernel_cases(spec: Spec, arrays: dict, dtype: str, with_nt: bool
                  ) -> dict[str, tuple[Callable, tuple, bool]]:
     """``name -> (jitted fn, args, neural-tangents layout?)`` of every kernel."""
     import jax
-    import jax.numpy as jnp
     from lazy_hasty import ntk
 
-    x = jnp.asarray(arrays["x"], dtype)
-    layers: dict = {}
-    for key, value in arrays.items():
-        if key != "x":
-            layer, leaf = key.split(".")
-            layers.setdefault(layer, {})[leaf] = jnp.asarray(value, dtype)
-    params = {"params": layers}
-    fns = {"pure": pure_fn(spec), "flax": flax_fn(spec)}
-    cases = {f"ours: {name}": (ntk.empirical_ntk_fn(fns[fn], implementation=impl),
+    f, params, x = model(spec, arrays, dtype)
+    cases = {f"ours: {name}": (ntk.empirical_ntk_fn(f, implementation=impl, chunk_size=chunk),
                                (params, x), False)
-             for name, (impl, fn) in OURS.items()}
+             for name, (impl, chunk) in OURS.items()}
     if with_nt:
         import neural_tangents as nt
         restore_nt_aliases()
         for name, impl in THEIRS.items():
-            fn = nt.empirical_ntk_fn(fns["pure"], trace_axes=(), vmap_axes=0,
-                                     implementation=impl)
+            fn = nt.empirical_ntk_fn(f, trace_axes=(), vmap_axes=0, implementation=impl)
             cases[f"neural-tangents: {name}"] = (jax.jit(fn), (x, None, params), True)
     return cases
 
 
+def floor(spec: Spec, arrays: dict) -> dict[str, Any]:
+    """The structured route's FLOPs (XLA's count for the whole float32 kernel), the
+    float32 rate of a 2048 x 2048 matmul here, their ratio in seconds, and what
+    ``auto`` chooses."""
+    import jax
+    import jax.numpy as jnp
+    from lazy_hasty import ntk
+    f, params, x = model(spec, arrays, "float32")
+    choice = ntk.choose_implementation(f, params, x)
+    a = jnp.ones((2048, 2048), jnp.float32)
+    matmul = jax.jit(lambda m: m @ m).lower(a).compile()
+    jax.block_until_ready(matmul(a))
+    best = min(_seconds(lambda: jax.block_until_ready(matmul(a))) for _ in range(5))
+    rate = 2 * 2048 ** 3 / best
+    flops = choice.costs["structured"]["flops"]
+    return {"flops": flops, "matmul_flops_per_s": rate, "seconds": flops / rate,
+            "auto": choice.implementation}
+
+
+def _seconds(call: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
 def worker(task: str, workdir: Path, dtype: str, with_nt: bool, quick: bool,
            repeats: int, out: Path) -> None:
-    """Computes (``kernels``) or times (``times``) every case of every model."""
+    """Computes (``kernels``) or times (``times``) every case of every model; a case
+    that fails is recorded with its error."""
     import jax
     jax.config.update("jax_enable_x64", dtype == "float64")
     inputs = np.load(workdir / "inputs.npz")
-    result: dict[str, Any] = {"jax": jax.__version__, "times": {}}
+    result: dict[str, Any] = {"jax": jax.__version__, "times": {}, "memory": {},
+                              "errors": {}, "floor": {}}
     kernels = {}
     for spec in specs(quick):
         arrays = {k.split("/", 1)[1]: inputs[k] for k in inputs if k.startswith(spec.name + "/")}
         cases = kernel_cases(spec, arrays, dtype, with_nt)
-        if task == "kernels":
-            for name, (fn, args, nt_layout) in cases.items():
-                start = time.perf_counter()
-                k = np.asarray(jax.block_until_ready(fn(*args)))
-                result["times"][f"{spec.name}/{name}"] = time.perf_counter() - start
-                kernels[f"{spec.name}/{name}"] = k.transpose(0, 2, 1, 3) if nt_layout else k
-        else:
-            result["times"][spec.name] = time_cases(cases, repeats)
+        for name, (fn, args, nt_layout) in cases.items():
+            key = f"{spec.name}/{name}"
+            try:
+                compiled = fn.lower(*args).compile()
+                k = np.asarray(jax.block_until_ready(compiled(*args)))
+            except Exception as error:                   # noqa: BLE001 (recorded)
+                result["errors"][key] = f"{type(error).__name__}: {str(error)[:200]}"
+                continue
+            if task == "kernels":
+                kernels[key] = k.transpose(0, 2, 1, 3) if nt_layout else k
+            else:
+                result["times"].setdefault(spec.name, {})[name] = time_case(
+                    compiled, args, repeats)
+                result["memory"][key] = planned_bytes(compiled)
+        if task == "times":
+            result["floor"][spec.name] = floor(spec, arrays)
     if kernels:
         np.savez(out.with_suffix(".npz"), **kernels)
     out.write_text(json.dumps(result))
 
 
-def time_cases(cases: dict[str, tuple[Callable, tuple, bool]], repeats: int,
-               target_s: float = 0.2) -> dict[str, list[float]]:
-    """Seconds per call of each case: compiled ahead of time, one warm-up call, then
-    ``repeats`` samples round-robin over the cases (load hits all alike), each the
-    mean of as many calls as the warm-up says fill ``target_s`` (at least one)."""
+def planned_bytes(compiled: Any) -> float | None:
+    """XLA's memory plan of a compiled call: temporaries plus output (None where this
+    jax does not report it)."""
+    try:
+        analysis = compiled.memory_analysis()
+        return float(analysis.temp_size_in_bytes + analysis.output_size_in_bytes)
+    except (AttributeError, NotImplementedError, TypeError):
+        return None
+
+
+def time_case(compiled: Any, args: tuple, repeats: int, target_s: float = 0.2
+              ) -> list[float]:
+    """Seconds per call: after the warm-up call, ``repeats`` samples, each the mean of
+    as many calls as one call says fill ``target_s`` (at least one)."""
     import jax
-    compiled, number = {}, {}
-    for name, (fn, args, _) in cases.items():
-        compiled[name] = (fn.lower(*args).compile(), args)
-        start = time.perf_counter()
-        jax.block_until_ready(compiled[name][0](*args))
-        number[name] = max(1, int(target_s / (time.perf_counter() - start)))
-    times: dict[str, list[float]] = {name: [] for name in compiled}
+    number = max(1, int(target_s / _seconds(lambda: jax.block_until_ready(compiled(*args)))))
+    times = []
     for _ in range(repeats):
-        for name, (fn, args) in compiled.items():
-            start = time.perf_counter()
-            for _ in range(number[name]):
-                out = fn(*args)
-            jax.block_until_ready(out)
-            times[name].append((time.perf_counter() - start) / number[name])
+        start = time.perf_counter()
+        for _ in range(number):
+            out = compiled(*args)
+        jax.block_until_ready(out)
+        times.append((time.perf_counter() - start) / number)
     return times
 
 
@@ -228,18 +305,19 @@ def relative(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
+REFERENCE = "neural-tangents: JACOBIAN_CONTRACTION"
+
+
 def agreement(kernels: dict[tuple[str, str], dict], quick: bool) -> dict:
-    """Per venv, dtype, model and case: the largest relative difference to any
-    neural-tangents kernel of the same model and dtype."""
+    """Per venv, dtype, model and case: the relative difference to neural-tangents'
+    float64 Jacobian contraction of that model."""
     table: dict = {}
     for (venv, dtype), ks in kernels.items():
-        theirs = kernels[("side", dtype)]
         for spec in specs(quick):
-            refs = [v for k, v in theirs.items() if k.startswith(f"{spec.name}/neural")]
+            ref = kernels[("side", "float64")][f"{spec.name}/{REFERENCE}"]
             for key, k in ks.items():
                 if key.startswith(spec.name + "/"):
-                    worst = max(relative(k, ref) for ref in refs)
-                    table.setdefault(venv, {}).setdefault(dtype, {})[key] = worst
+                    table.setdefault(venv, {}).setdefault(dtype, {})[key] = relative(k, ref)
     return table
 
 
@@ -253,23 +331,43 @@ def medians(rounds: list[dict]) -> dict[str, dict[str, float]]:
     return {k: statistics.median(v) for k, v in pooled.items()}
 
 
+def _nt_best(seconds: dict, model: str) -> float | None:
+    """neural-tangents' fastest implementation that ran on ``model`` (side venv)."""
+    ts = [seconds[f"side/{model}/neural-tangents: {name}"] for name in THEIRS
+          if f"side/{model}/neural-tangents: {name}" in seconds]
+    return min(ts) if ts else None
+
+
 def rows(report: dict, quick: bool) -> list[list[str]]:
-    """Table rows: agreement per precision and venv, times and ratios to neural-tangents."""
-    agree, t = report["agreement"], report["seconds"]
+    """Per model and kernel: the largest difference to the reference over both venvs
+    per precision, seconds and planned MiB per venv, seconds over the floor, and over
+    neural-tangents' best (ours on the current jax, and on its jax 0.4.30)."""
+    agree, t, mem, floors = (report[k] for k in ("agreement", "seconds", "memory", "floor"))
     out = []
     for spec in specs(quick):
+        best = _nt_best(t, spec.name)
         for name in list(OURS) + list(THEIRS):
             ours = name in OURS
             key = f"{spec.name}/{'ours' if ours else 'neural-tangents'}: {name}"
-            nt_key = f"side/{spec.name}/neural-tangents: {MATCH.get(name, name)}"
-            errs = [agree.get(v, {}).get(d, {}).get(key) for v in ("side", "main")
-                    for d in ("float32", "float64")]
-            secs = [t.get(f"{v}/{key}") for v in ("side", "main")] if ours else [
-                t.get(f"side/{key}"), None]
-            ratios = [s / t[nt_key] if s is not None and ours else None for s in secs]
+            errs = [max((agree[v][d][key] for v in agree if key in agree[v].get(d, {})),
+                        default=None) for d in ("float32", "float64")]
+            secs = [t.get(f"{v}/{key}") for v in ("side", "main")]
+            mib = [mem.get(f"{v}/{key}") for v in ("side", "main")]
+            own, venv = (secs[1], "main") if ours else (secs[0], "side")
+            over_floor = own / floors[venv][spec.name] if own and venv in floors else None
+            vs_nt = [s / best if ours and s and best else None for s in (secs[1], secs[0])]
+            failed = report["errors"].get(f"side/{key}")
             out.append([spec.name, key.split("/", 1)[1]] + [fmt(e, ".1e") for e in errs]
-                       + [fmt(s, ".4g") for s in secs] + [fmt(r, ".2f") for r in ratios])
+                       + [("fails" if failed and s is None and v == "side" else fmt(s, ".3g"))
+                          for s, v in zip(secs, ("side", "main"))]
+                       + [fmt(m and m / 2 ** 20, ".0f") for m in mib]
+                       + [fmt(over_floor, ".1f")] + [fmt(r, ".2f") for r in vs_nt])
     return out
+
+
+HEADER = ["model", "kernel", "f32 diff", "f64 diff", "s (jax 0.4.30)", "s (current jax)",
+          "MiB (jax 0.4.30)", "MiB (current jax)", "x floor", "/ NT best",
+          "/ NT best, same jax"]
 
 
 def fmt(value: float | None, spec: str) -> str:
@@ -291,17 +389,17 @@ def versions(python: str) -> str:
 
 
 def all_kernels(venvs: dict[str, str], workdir: Path, args: argparse.Namespace
-                ) -> tuple[dict[tuple[str, str], dict], dict[str, dict[str, float]]]:
-    """Every kernel per (venv, dtype), and the seconds of its one call (compile
-    included)."""
-    kernels, seconds = {}, {}
+                ) -> tuple[dict[tuple[str, str], dict], dict[str, str]]:
+    """Every kernel per (venv, dtype), and the cases that failed (``venv/model/case``
+    -> error)."""
+    kernels, errors = {}, {}
     for dtype in ("float32", "float64"):
         for venv, python in venvs.items():
             result = spawn(venv, python, "kernels", workdir, dtype, args)
-            kernels[(venv, dtype)] = result["kernels"]
-            seconds[f"{venv}/{dtype}"] = result["times"]
+            kernels[(venv, dtype)] = result.get("kernels", {})
+            errors.update({f"{venv}/{k}": e for k, e in result["errors"].items()})
             print(f"{dtype} kernels: {venv} done", file=sys.stderr, flush=True)
-    return kernels, seconds
+    return kernels, errors
 
 
 def timed_rounds(venvs: dict[str, str], workdir: Path, args: argparse.Namespace
@@ -329,13 +427,19 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
               "versions": {v: versions(p) for v, p in venvs.items()},
               "cpu_count": os.cpu_count(), "load_average_start": os.getloadavg()[0],
               "command": " ".join(sys.argv), "rounds": args.rounds, "repeats": args.repeats}
-    kernels, report["kernel_seconds"] = all_kernels(venvs, workdir, args)
+    kernels, report["errors"] = all_kernels(venvs, workdir, args)
     report["agreement"] = agreement(kernels, args.quick)
     report["accepted"] = all(err <= TOLERANCE[d] for v in report["agreement"].values()
                              for d, errs in v.items() for err in errs.values())
     rounds = timed_rounds(venvs, workdir, args)
     report["seconds"] = medians(rounds)
-    report["rounds_raw"] = [{k: r[k] for k in ("venv", "jax", "times")} for r in rounds]
+    report["memory"] = {f"{r['venv']}/{k}": m for r in rounds for k, m in r["memory"].items()}
+    report["floor"] = {v: {m: statistics.median(r["floor"][m]["seconds"] for r in rounds
+                                                if r["venv"] == v)
+                           for m in report["models"]} for v in venvs}
+    report["auto"] = {f"{r['venv']}/{m}": f["auto"] for r in rounds for m, f in r["floor"].items()}
+    report["floor_flops"] = {m: f["flops"] for m, f in rounds[0]["floor"].items()}
+    report["rounds_raw"] = [{k: r[k] for k in ("venv", "jax", "times", "floor")} for r in rounds]
     report["load_average_end"] = os.getloadavg()[0]
     return report
 
@@ -345,7 +449,7 @@ def main() -> int:
     parser.add_argument("out", nargs="?", default="/tmp/nt_compare.json", help="JSON report")
     parser.add_argument("--main-python", default=str(ROOT / ".venv" / "bin" / "python"),
                         help="the main venv's python ('' to skip it)")
-    parser.add_argument("--rounds", type=int, default=3, help="timing rounds per venv")
+    parser.add_argument("--rounds", type=int, default=2, help="timing rounds per venv")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per round")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny models (smoke check)")
@@ -353,8 +457,8 @@ def main() -> int:
         parser.add_argument(flag, help=argparse.SUPPRESS)
     parser.add_argument("--nt", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))              # lazy_hasty from this checkout
     if args.worker:
-        sys.path.insert(0, str(ROOT))          # lazy_hasty from this checkout
         worker(args.worker, Path(args.workdir), args.dtype, args.nt, args.quick,
                args.repeats, Path(args.result))
         return 0
@@ -365,9 +469,8 @@ def main() -> int:
     print(f"side venv: {side}; main venv: {main_}; {report['cpu_count']} CPU cores, "
           f"load average {report['load_average_start']:.1f} -> "
           f"{report['load_average_end']:.1f}\n")
-    print(markdown(["model", "kernel", "f32 diff (side)", "f64 diff (side)", "f32 diff (main)",
-                    "f64 diff (main)", "s (side)", "s (main)", "ratio side/NT",
-                    "ratio main/NT"], rows(report, args.quick)))
+    print(markdown(HEADER, rows(report, args.quick)))
+    print(f"\nauto chose: {report['auto']}\nfailed: {report['errors']}")
     print(f"\naccepted (f32 <= 1e-5, f64 <= 1e-10): {report['accepted']}; report {args.out}")
     return 0 if report["accepted"] else 1
 

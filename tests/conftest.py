@@ -57,7 +57,7 @@ import pytest  # noqa: E402
 # times). The parallel workers (scripts/test.sh: --dist loadfile
 # --no-loadscope-reorder) take files in collection order, so the long ones start
 # early and the short ones fill the gaps.
-SLOWEST_FIRST = ("test_ntk.py", "experiments/test_difficulty_spurious.py", "test_main.py",
+SLOWEST_FIRST = ("test_ntk.py", "test_ntk_zoo.py", "experiments/test_difficulty_spurious.py", "test_main.py",
                  "experiments/test_sweep.py", "experiments/test_richness_experiments.py",
                  "test_docs.py", "engine/test_loop.py", "experiments/test_yinyang.py",
                  "engine/test_preemption.py", "benchmarks/test_accelerator_check.py",

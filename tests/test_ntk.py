@@ -194,3 +194,34 @@ def test_bad_arguments():
         ntk.empirical_ntk(apply_fn, params, x1, implementation="nope")
     with pytest.raises(ValueError, match="chunk_size"):
         ntk.empirical_ntk(apply_fn, params, x1, chunk_size=0)
+
+
+def _wide_mlp(params, x):
+    h = jnp.tanh(x @ params["w1"])
+    return jnp.tanh(h @ params["w2"]) @ params["w3"]
+
+
+@pytest.mark.parametrize("case", ["cnn", "wide_mlp"])
+def test_auto_runs_the_cheapest_by_xla_cost_analysis(case):
+    if case == "cnn":
+        apply_fn, params, x1, x2 = _setup("cnn")
+    else:                                     # 64-512-512-10 on 32 examples
+        keys = jax.random.split(jax.random.PRNGKey(5), 4)
+        sizes = ((64, 512), (512, 512), (512, 10))
+        params = {f"w{i + 1}": jax.random.normal(k, s) / np.sqrt(s[0])
+                  for i, (k, s) in enumerate(zip(keys, sizes))}
+        apply_fn, x1, x2 = _wide_mlp, jax.random.normal(keys[3], (32, 64)), None
+    choice = ntk.choose_implementation(apply_fn, params, x1, x2)
+    assert set(choice.costs) == set(ntk.IMPLEMENTATIONS)
+    for cost in choice.costs.values():
+        assert cost["flops"] > 0 and cost["bytes accessed"] > 0
+        assert cost["score"] == cost["flops"] + ntk.FLOPS_PER_BYTE * cost["bytes accessed"]
+    assert choice.implementation == min(choice.costs, key=lambda k: choice.costs[k]["score"])
+    if case == "wide_mlp":
+        # the Jacobian route materialises 32 x 10 x 300k entries; the layer Grams don't
+        assert choice.implementation == "structured"
+        assert choice.costs["jacobian"]["flops"] > 10 * choice.costs["structured"]["flops"]
+        return
+    auto = ntk.empirical_ntk(apply_fn, params, x1, x2, implementation="auto")
+    chosen = ntk.empirical_ntk(apply_fn, params, x1, x2, implementation=choice.implementation)
+    np.testing.assert_array_equal(auto, chosen)
