@@ -92,7 +92,7 @@ def _training(config: ml_collections.ConfigDict) -> None:
     # 2021 score CIFAR-10 at epoch 20 of 200). A sweep's learning-rate search runs skip them.
     config.scores = True
     config.early_score_epoch = 10.0
-    config.ntk_implementation = "structured"   # or "jacobian", "ntvp" (lazy_hasty/ntk.py)
+    config.ntk_implementation = "structured"   # or "jacobian", "ntvp", "auto" (XLA picks)
     config.ntk_chunk_size = 0           # 0: no chunking
     config.eval_batch_size = 512
 
