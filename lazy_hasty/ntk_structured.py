@@ -369,9 +369,9 @@ def _sizes(sites: tuple[_Site, ...]) -> tuple[int, int, int, int]:
     return b, s, k, o
 
 
-def _split(sites: list[_Site]) -> Optional[list[tuple[_Site, ...]]]:
-    """Sites of one leaf grouped by identical arrangement; None if two groups share
-    entries (their cross terms need the leaf's gradient)."""
+def _split(sites: list[_Site], size: int) -> Optional[list[tuple[_Site, ...]]]:
+    """Sites of one leaf (of ``size`` entries) grouped by identical arrangement; None
+    if two groups share entries (their cross terms need the leaf's gradient)."""
     groups: list[tuple[np.ndarray, list]] = []
     for site in sites:
         idx = site.canonical_idx()
@@ -381,9 +381,14 @@ def _split(sites: list[_Site]) -> Optional[list[tuple[_Site, ...]]]:
                 break
         else:
             groups.append((idx, [site]))
-    entries = np.concatenate([np.unique(idx) for idx, _ in groups])
-    if len(np.unique(entries)) < len(entries):
-        return None
+    if len(groups) > 1:
+        taken = np.zeros(size, bool)
+        for idx, _ in groups:
+            mine = np.zeros(size, bool)
+            mine[idx.ravel()] = True
+            if (taken & mine).any():
+                return None
+            taken |= mine
     return [tuple(members) for _, members in groups]
 
 
@@ -405,7 +410,8 @@ def make_plan(apply_fn: Callable, params: Any, x: jax.Array, n1: int, n2: int) -
     groups, grads = [], []
     for leaf in range(len(leaves)):
         sites = [s for s in found.sites if s.view.leaf == leaf]
-        split = None if leaf in found.other or not sites else _split(sites)
+        split = None if leaf in found.other or not sites else _split(
+            sites, int(np.size(leaves[leaf])))
         if split is None:
             grads += [leaf] if sites or leaf in found.other else []
             continue
