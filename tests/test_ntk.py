@@ -201,10 +201,10 @@ def _wide_mlp(params, x):
     return jnp.tanh(h @ params["w2"]) @ params["w3"]
 
 
-@pytest.mark.parametrize("case", ["cnn", "wide_mlp"])
+@pytest.mark.parametrize("case", ["mlp", "wide_mlp"])
 def test_auto_runs_the_cheapest_by_xla_cost_analysis(case):
-    if case == "cnn":
-        apply_fn, params, x1, x2 = _setup("cnn")
+    if case == "mlp":
+        apply_fn, params, x1, x2 = _setup("mlp")
     else:                                     # 64-512-512-10 on 32 examples
         keys = jax.random.split(jax.random.PRNGKey(5), 4)
         sizes = ((64, 512), (512, 512), (512, 10))
