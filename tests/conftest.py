@@ -57,14 +57,15 @@ import pytest  # noqa: E402
 # times). The parallel workers (scripts/test.sh: --dist loadfile
 # --no-loadscope-reorder) take files in collection order, so the long ones start
 # early and the short ones fill the gaps.
-SLOWEST_FIRST = ("test_ntk.py", "test_ntk_zoo.py", "experiments/test_difficulty_spurious.py", "test_main.py",
-                 "experiments/test_sweep.py", "experiments/test_richness_experiments.py",
-                 "test_docs.py", "engine/test_loop.py", "experiments/test_yinyang.py",
-                 "engine/test_preemption.py", "benchmarks/test_accelerator_check.py",
-                 "experiments/test_difficulty.py", "models/test_models.py",
-                 "test_richness.py", "experiments/test_seeds.py", "colabs/test_yinyang.py",
+SLOWEST_FIRST = ("experiments/test_difficulty_spurious.py", "test_main.py", "test_ntk_zoo.py",
+                 "test_ntk.py", "experiments/test_sweep.py", "test_docs.py",
+                 "experiments/test_yinyang.py", "engine/test_preemption.py",
+                 "benchmarks/test_accelerator_check.py", "engine/test_loop.py",
+                 "experiments/test_richness_experiments.py", "experiments/test_difficulty.py",
+                 "models/test_models.py", "colabs/test_yinyang.py", "experiments/test_seeds.py",
+                 "experiments/test_agreement.py", "test_richness.py",
                  "analysis/test_consistency.py", "models/test_torch_import.py",
-                 "analysis/test_scores.py", "test_function_space.py")
+                 "test_function_space.py", "test_kernel_operator.py")
 
 
 def pytest_collection_modifyitems(items):
