@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import string
+import itertools
 from typing import Any, Callable, Optional
 
 import jax
@@ -274,6 +274,26 @@ def _levels(site: _Site, lead: int) -> tuple[list, list]:
             [lead + i for i, t in enumerate(tags) if t == "S"])
 
 
+def _patches(x: jax.Array, window: tuple, strides: tuple, padding: tuple,
+             lhs_dilation: tuple, rhs_dilation: tuple) -> jax.Array:
+    """Input patches of a convolution, ``x`` ``(M, *spatial, C)`` to ``(M, *out,
+    prod(window), C)``: by padding and strided slices, with none of the
+    multiplications of ``lax.conv_general_dilated_patches``' one-hot filter, and
+    channels minor so that each slice is written whole."""
+    config = [(0, 0, 0), *((lo, hi, d - 1) for (lo, hi), d in zip(padding, lhs_dilation)),
+              (0, 0, 0)]
+    padded = jax.lax.pad(x, jnp.zeros((), x.dtype), config)
+    out = [(n - r * (w - 1) - 1) // s + 1
+           for n, w, s, r in zip(padded.shape[1:-1], window, strides, rhs_dilation)]
+    cols = []
+    for offset in itertools.product(*map(range, window)):
+        start = (0, *(k * r for k, r in zip(offset, rhs_dilation)), 0)
+        limit = (len(padded), *(b + (n - 1) * s + 1 for b, n, s in zip(start[1:], out, strides)),
+                 padded.shape[-1])
+        cols.append(jax.lax.slice(padded, start, limit, (1, *strides, 1)))
+    return jnp.stack(cols, axis=-2)
+
+
 def _arrange_operand(site: _Site, a: jax.Array) -> jax.Array:
     """The recorded operand ``(n, *scan lengths, ...)`` as ``(n, B, S, K)``."""
     bl, sl = _levels(site, 1)
@@ -289,18 +309,15 @@ def _arrange_operand(site: _Site, a: jax.Array) -> jax.Array:
     groups, rank = p["feature_group_count"], len(lhs_spec) - 2
     moved = a.transpose(list(range(o)) + [o + d for d in lhs_spec[:1] + lhs_spec[2:]]
                         + [o + lhs_spec[1]])
-    spatial = string.ascii_lowercase[:rank]
     window = tuple(site.view.idx.shape[site.view.stack.count("B") + d]
                    for d in p["dimension_numbers"].rhs_spec[2:])
-    patches = jax.lax.conv_general_dilated_patches(
-        moved.reshape((-1,) + moved.shape[-rank - 1:]), window, p["window_strides"],
-        p["padding"], p["lhs_dilation"], p["rhs_dilation"],
-        dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"),
-        precision=jax.lax.Precision.HIGHEST)
+    patches = _patches(moved.reshape((-1,) + moved.shape[-rank - 1:]), window,
+                       p["window_strides"], p["padding"], p["lhs_dilation"], p["rhs_dilation"])
     patches = patches.reshape(moved.shape[:o + 1] + patches.shape[1:-1]
                               + (groups, patches.shape[-1] // groups))
     last = patches.ndim
-    return _arrange(patches, 1, bl + [last - 2], sl + list(range(o, last - 2)), [last - 1])
+    return _arrange(patches, 1, bl + [last - 2], sl + list(range(o, last - 3)),
+                    [last - 3, last - 1])
 
 
 def _arrange_cotangent(site: _Site, d: jax.Array) -> jax.Array:

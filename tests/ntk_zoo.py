@@ -29,11 +29,13 @@ def _mlp(key, dtype):
 
 
 class GroupedCNN(nn.Module):
-    """Strided, dilated and grouped convolutions, then a dense head."""
+    """Strided, dilated, transposed (input-dilated) and grouped convolutions, then a
+    dense head."""
 
     @nn.compact
     def __call__(self, x):
         x = nn.relu(nn.Conv(4, (3, 3), strides=2, padding="SAME")(x))
+        x = nn.relu(nn.ConvTranspose(4, (2, 3), strides=(2, 1), padding="VALID")(x))
         x = nn.tanh(nn.Conv(4, (2, 2), kernel_dilation=2, feature_group_count=2)(x))
         x = nn.Conv(6, (3, 3), strides=(1, 2), feature_group_count=2, use_bias=False)(x)
         return nn.Dense(3)(x.reshape(x.shape[0], -1))

@@ -43,6 +43,19 @@ def test_float32_kernels_within_1e5_of_the_float64_oracle(name):
         assert _rel(k, want) <= 1e-5, impl
 
 
+
+@pytest.mark.parametrize("gram", [True, False])
+def test_grouped_cnn_takes_either_route_exactly(gram, monkeypatch, x64):
+    # Every conv (strided, dilated, transposed, grouped) by the Gram route, then every
+    # one by per-example gradients: both reorderings of the sums are exact.
+    monkeypatch.setattr(ntk_structured, "_gram_is_cheaper", lambda *_: gram)
+    apply_fn, params, x1, x2 = ZOO["cnn_grouped"](jax.random.PRNGKey(0), jnp.float64)
+    plan = ntk_structured.make_plan(apply_fn, params, x1, len(x1), len(x2))
+    assert {g.gram for g in plan.groups} == {gram} and len(plan.groups) == 5
+    got = ntk.empirical_ntk(lambda p, x: apply_fn(p, x), params, x1, x2,
+                            implementation="structured")
+    assert _rel(got, oracle_ntks(apply_fn, params, x1, x2)[0]) <= 1e-10
+
 # name -> per structured term: (leaf path, number of sites) ; then the leaves by
 # per-example gradients.
 def _routes(name):
@@ -95,3 +108,23 @@ def test_a_weight_used_transposed_and_plain_needs_its_gradient(x64):
     assert plan.grads == [] and [len(gr.sites) for gr in plan.groups] == [2, 1]
     got = ntk.empirical_ntk(g, params, x1, implementation="structured")
     np.testing.assert_allclose(got, oracle_ntks(g, params, x1, x1)[1], rtol=1e-10)
+
+
+@pytest.mark.parametrize("shape, window, strides, padding, lhs_dilation, rhs_dilation", [
+    ((2, 7, 9, 3), (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), (1, 1)),
+    ((2, 7, 9, 4), (3, 2), (2, 1), ((0, 2), (1, -1)), (1, 2), (2, 1)),
+    ((1, 8, 5), (4,), (3,), ((2, 1),), (2,), (1,)),
+    ((2, 5, 6, 7, 2), (2, 3, 2), (1, 2, 1), ((1, 0), (0, 0), (1, 1)), (1, 1, 1), (1, 1, 2)),
+])
+def test_patches_by_slices_equal_lax_patches(x64, shape, window, strides, padding,
+                                             lhs_dilation, rhs_dilation):
+    # lax's one-hot convolution orders the features (C, window); ours (window, C).
+    x = jax.random.normal(jax.random.PRNGKey(5), shape, jnp.float64)
+    spatial = "abc"[:len(window)]
+    want = jax.lax.conv_general_dilated_patches(
+        x, window, strides, padding, lhs_dilation, rhs_dilation,
+        dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"),
+        precision=jax.lax.Precision.HIGHEST)
+    got = ntk_structured._patches(x, window, strides, padding, lhs_dilation, rhs_dilation)
+    want = want.reshape(want.shape[:-1] + (shape[-1], -1))
+    np.testing.assert_array_equal(got, jnp.swapaxes(want, -1, -2))
