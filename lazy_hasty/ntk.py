@@ -16,8 +16,9 @@ every parameter. Implementations:
 
 Chunking: at most two chunks of ``chunk_size`` examples have their Jacobians (or
 layer features) alive at once; the inner chunk is recomputed for every outer
-one. With ``x2=None`` only the upper triangle of chunk blocks is computed and
-the diagonal blocks reuse the outer chunk. XLA:CPU canonicalises convolution
+one. With ``x2=None`` only the upper triangle of chunk blocks is computed, the
+diagonal blocks reuse the outer chunk and are themselves contracted from three
+half blocks. XLA:CPU canonicalises convolution
 layouts only in the entry computation, not in loop bodies, so conv backward
 passes inside ``lax.map`` run ~3-9x slower. Up to ``MAX_UNROLLED`` chunk
 evaluations are therefore unrolled in Python, each step made data-dependent on
@@ -77,6 +78,22 @@ def _map(fn: Callable[[Any, jax.Array], jax.Array], xs: jax.Array, unroll: bool
     return jnp.stack(outs)
 
 
+def _self_contract(contract: Callable, f: Any) -> jax.Array:
+    """``contract(f, f)`` from three of its four half blocks: the examples split in
+    two, the lower-left block is the upper-right one transposed (3/4 of the
+    products)."""
+    n = jax.tree_util.tree_leaves(f)[0].shape[0]
+    if n < 2:
+        return contract(f, f)
+    top, bottom = (jax.tree_util.tree_map(lambda a: a[:n // 2], f),
+                   jax.tree_util.tree_map(lambda a: a[n // 2:], f))
+    upper = contract(top, bottom)
+    return jnp.concatenate([
+        jnp.concatenate([contract(top, top), upper], axis=2),
+        jnp.concatenate([upper.transpose(2, 3, 0, 1), contract(bottom, bottom)], axis=2)],
+        axis=0)
+
+
 def _blockwise(features, contract, x1, x2, size1, size2):
     """Blocks ``(m1, m2, b1, C, b2, C)`` of ``contract(features(c1), features(c2))``."""
     symmetric = x2 is None
@@ -87,7 +104,7 @@ def _blockwise(features, contract, x1, x2, size1, size2):
 
     def row(a, xa):
         f1 = features(xa)
-        diag = lambda: contract(f1, f1)
+        diag = lambda: _self_contract(contract, f1)
 
         def block(b, xb):
             upper = lambda: contract(f1, features(xb))
