@@ -57,8 +57,9 @@ FLOAT64_CASES = (REFERENCE, "ours: jacobian")
 @dataclasses.dataclass(frozen=True)
 class Spec:
     """A model: ``hidden`` Dense (MLP) or 3x3 Conv (CNN) layers then Dense(classes),
-    as plain JAX or flax.linen layers; or (``family="resnet18"``) the project's
-    CIFAR ResNet18 of base width ``hidden[0]`` with frozen BatchNorm."""
+    as plain JAX or flax.linen layers; a CNN pools globally, or with ``dense``
+    2x2 and then its Dense layers; or (``family="resnet18"``) the project's CIFAR
+    ResNet18 of base width ``hidden[0]`` with frozen BatchNorm."""
 
     name: str
     family: str
@@ -67,11 +68,14 @@ class Spec:
     input_shape: tuple[int, ...]
     hidden: tuple[int, ...]
     classes: int = 10
+    dense: tuple[int, ...] = ()
 
     def describe(self) -> str:
         widths = "-".join(map(str, self.hidden))
         shape = "x".join(map(str, self.input_shape))
-        kind = {"mlp": f"MLP {widths}", "cnn": f"CNN 3x3 conv {widths}, avg pool",
+        pool = (f"2x2 avg pool, dense {'-'.join(map(str, self.dense))}" if self.dense
+                else "global avg pool")
+        kind = {"mlp": f"MLP {widths}", "cnn": f"CNN 3x3 conv {widths}, {pool}",
                 "resnet18": f"ResNet18 width {widths}, frozen BatchNorm"}[self.family]
         return f"{kind} ({self.layers}), in {shape}, C={self.classes}, N={self.n}"
 
@@ -81,10 +85,13 @@ def specs(quick: bool) -> list[Spec]:
     if quick:
         return [Spec("mlp", "mlp", "jax", 12, (16,), (32, 32)),
                 Spec("cnn_flax", "cnn", "flax", 6, (6, 6, 3), (4, 4)),
+                Spec("cnn512", "cnn", "jax", 6, (6, 6, 3), (4,), dense=(8,)),
                 Spec("resnet18", "resnet18", "flax", 4, (8, 8, 3), (2,))]
     mlp, cnn = ((64,), (512, 512)), ((16, 16, 3), (32, 32))
     return [Spec("mlp", "mlp", "jax", 100, *mlp), Spec("mlp_flax", "mlp", "flax", 100, *mlp),
             Spec("cnn", "cnn", "jax", 32, *cnn), Spec("cnn_flax", "cnn", "flax", 32, *cnn),
+            Spec("cnn512", "cnn", "jax", 32, *cnn, dense=(512,)),
+            Spec("cnn512_flax", "cnn", "flax", 32, *cnn, dense=(512,)),
             Spec("resnet18", "resnet18", "flax", 20, (16, 16, 3), (8,))]
 
 
@@ -109,13 +116,25 @@ def make_inputs(spec: Spec, rng: np.random.Generator) -> dict[str, np.ndarray]:
         leaves = jax.tree_util.tree_leaves(_resnet(spec)[1])
         return {**arrays, **{f"leaf{i}": np.asarray(a, np.float64) for i, a in enumerate(leaves)}}
     fan_in = spec.input_shape[-1]
-    for i, width in enumerate(spec.hidden + (spec.classes,)):
+    for i, width in enumerate(spec.hidden + spec.dense + (spec.classes,)):
         conv = spec.family == "cnn" and i < len(spec.hidden)
+        if spec.dense and i == len(spec.hidden):          # after the 2x2 pool, flattened
+            fan_in *= (spec.input_shape[0] // 2) * (spec.input_shape[1] // 2)
         shape = (3, 3, fan_in, width) if conv else (fan_in, width)
         arrays[f"layer{i}.kernel"] = rng.normal(size=shape) / np.sqrt(np.prod(shape[:-1]))
         arrays[f"layer{i}.bias"] = 0.1 * rng.normal(size=width)
         fan_in = width
     return arrays
+
+
+def _pool(spec: Spec, x: Any) -> Any:
+    """A CNN's features: the global mean, or (with ``dense``) 2x2 means flattened."""
+    if spec.family != "cnn":
+        return x
+    if not spec.dense:
+        return x.mean(axis=(1, 2))
+    n, h, w, c = x.shape
+    return x.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4)).reshape(n, -1)
 
 
 def pure_fn(spec: Spec) -> Callable[[Any, Any], Any]:
@@ -130,8 +149,10 @@ def pure_fn(spec: Spec) -> Callable[[Any, Any], Any]:
                 x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
             ) if spec.family == "cnn" else x @ k
             x = jax.nn.relu(x + b)
-        x = x.mean(axis=(1, 2)) if spec.family == "cnn" else x
-        last = layers[f"layer{len(spec.hidden)}"]
+        x = _pool(spec, x)
+        for i in range(len(spec.hidden), len(spec.hidden) + len(spec.dense)):
+            x = jax.nn.relu(x @ layers[f"layer{i}"]["kernel"] + layers[f"layer{i}"]["bias"])
+        last = layers[f"layer{len(spec.hidden) + len(spec.dense)}"]
         return x @ last["kernel"] + last["bias"]
 
     return apply
@@ -148,8 +169,10 @@ def flax_fn(spec: Spec) -> Callable[[Any, Any], Any]:
                 layer = (nn.Conv(width, (3, 3), padding="SAME", name=f"layer{i}")
                          if spec.family == "cnn" else nn.Dense(width, name=f"layer{i}"))
                 x = nn.relu(layer(x))
-            x = x.mean(axis=(1, 2)) if spec.family == "cnn" else x
-            return nn.Dense(spec.classes, name=f"layer{len(spec.hidden)}")(x)
+            x = _pool(spec, x)
+            for i, width in enumerate(spec.dense, start=len(spec.hidden)):
+                x = nn.relu(nn.Dense(width, name=f"layer{i}")(x))
+            return nn.Dense(spec.classes, name=f"layer{len(spec.hidden) + len(spec.dense)}")(x)
 
     return Net().apply
 
