@@ -17,7 +17,10 @@ or, where that costs more FLOPs, the contraction of its per-example gradients
 ``G_icbko = sum_s A_ibsk D_icbso`` ("grad" route). Sites that read the same
 entries of a parameter in the same arrangement (a weight shared between layers, or
 by every step of a scan) add their positions; sites on disjoint entries add their
-kernels. Every other parameter, and every parameter with any other use (a norm
+kernels. A parameter added to the output of a Gram-route site (a bias), used
+nowhere else and the same at every position, is that site's input column of ones:
+its kernel is the site's cotangent Gram summed, computed with the weight's. Every
+other parameter, and every parameter with any other use (a norm
 scale, an embedding read by ``gather``, a weight tied in two arrangements, one
 entering a ``custom_vjp``, ``cond`` or ``while``) gets per-example gradients from
 the same backward pass. The decomposition is exact: it only reorders the sums of
@@ -27,6 +30,7 @@ that of its primal computation, not its custom rule.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import itertools
@@ -124,12 +128,23 @@ class _Site:
         return shaped.reshape(b, -1, cout // groups)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Bias:
+    """Parameter leaf ``leaf`` broadcast (entries copied): ``idx`` holds, per entry of
+    the broadcast value, the leaf's flat index. Added to a site's output and used
+    nowhere else, it is that site's input column of ones."""
+
+    leaf: int
+    idx: np.ndarray
+
+
 @dataclasses.dataclass
 class _Scan:
     """What the analysis of a jaxpr found."""
 
     sites: list[_Site] = dataclasses.field(default_factory=list)
     other: set[int] = dataclasses.field(default_factory=set)   # leaves with other uses
+    biases: list[tuple[tuple, _Bias]] = dataclasses.field(default_factory=list)  # site path
 
 
 def _is_var(v: Any) -> bool:
@@ -144,22 +159,53 @@ def _sub_jaxpr(eqn) -> tuple[Any, list]:
     return inner, []
 
 
+def _broadcast_idx(idx: np.ndarray, params: dict) -> np.ndarray:
+    """The leaf indices of a ``broadcast_in_dim`` of a view's ``idx``."""
+    shape = [1] * len(params["shape"])
+    for axis, size in zip(params["broadcast_dimensions"], idx.shape):
+        shape[axis] = size
+    return np.broadcast_to(idx.reshape(shape), params["shape"])
+
+
+def _bias_use(eqn, ins: list, site_outs: dict, uses: dict, found: _Scan) -> bool:
+    """Records a parameter (a view or a broadcast of one, outside scans) added to the
+    output of a site, each used only there."""
+    if eqn.primitive.name != "add" or len(ins) != 1 or getattr(ins[0][1], "stack", ()):
+        return False
+    k, bias = ins[0]
+    out = eqn.invars[1 - k]
+    if out not in site_outs or uses[out] != 1 or uses[eqn.invars[k]] != 1:
+        return False
+    found.biases.append((site_outs[out].path, _Bias(bias.leaf, bias.idx)))
+    return True
+
+
 def _analyze(jaxpr, views: dict, found: _Scan, path: tuple, lengths: tuple) -> dict:
-    """Walks ``jaxpr`` with the parameter views of its inputs; records sites and other
-    uses in ``found``; returns the views among its outputs."""
-    views = dict(views)
+    """Walks ``jaxpr`` with the parameter views of its inputs; records sites, biases
+    and other uses in ``found``; returns the views among its outputs."""
+    views, site_outs = dict(views), {}
+    uses = collections.Counter(v for eqn in jaxpr.eqns for v in eqn.invars if _is_var(v))
+    uses.update(v for v in jaxpr.outvars if _is_var(v))
     for e, eqn in enumerate(jaxpr.eqns):
         ins = [(k, views[v]) for k, v in enumerate(eqn.invars) if _is_var(v) and v in views]
         if not ins:
             continue
         name, here = eqn.primitive.name, path + (e,)
+        if _bias_use(eqn, ins, site_outs, uses, found):
+            continue
+        if any(isinstance(v, _Bias) for _, v in ins):
+            found.other.update(v.leaf for _, v in ins)
+            continue
         if name in _STRUCTURAL and len(eqn.invars) == 1:
             try:
                 views[eqn.outvars[0]] = ins[0][1].apply(
                     lambda idx, nb: _STRUCTURAL[name](idx, nb, eqn.params))
                 continue
             except _NotAView:
-                pass
+                if name == "broadcast_in_dim" and not ins[0][1].stack:
+                    views[eqn.outvars[0]] = _Bias(ins[0][1].leaf,
+                                                  _broadcast_idx(ins[0][1].idx, eqn.params))
+                    continue
         elif name in ("dot_general", "conv_general_dilated") and len(ins) == 1 and (
                 name == "dot_general" or (ins[0][0] == 1 and eqn.params["batch_group_count"] == 1)):
             side, view = ins[0]
@@ -168,6 +214,7 @@ def _analyze(jaxpr, views: dict, found: _Scan, path: tuple, lengths: tuple) -> d
                                      eqn.params, view, lengths,
                                      jax.ShapeDtypeStruct(out.shape, out.dtype),
                                      eqn.invars[1 - side].aval.ndim))
+            site_outs[eqn.outvars[0]] = found.sites[-1]
             continue
         elif name in CALLS:
             inner, _ = _sub_jaxpr(eqn)
@@ -353,6 +400,7 @@ class _Group:
 
     sites: tuple[_Site, ...]
     gram: bool
+    bias: Optional[int] = None            # a leaf added to the output: a ones input
 
 
 @dataclasses.dataclass(frozen=True)
@@ -370,7 +418,8 @@ class Plan:
     def describe(self) -> list[dict]:
         """Per term: the leaf, its route and sizes (B, S, K, O or P)."""
         rows = [{"leaf": g.sites[0].view.leaf, "route": "gram" if g.gram else "grad",
-                 "sites": len(g.sites), "B, S, K, O": _sizes(g.sites)} for g in self.groups]
+                 "sites": len(g.sites), "B, S, K, O": _sizes(g.sites), "bias": g.bias}
+                for g in self.groups]
         return rows + [{"leaf": k, "route": "per-example gradient",
                         "P": int(np.size(self.leaves[k]))} for k in self.grads]
 
@@ -413,6 +462,37 @@ def _containers(sites) -> frozenset:
     return frozenset(s.path[:i] for s in sites for i in range(1, len(s.path)))
 
 
+def _adds_ones(group: _Group, bias: _Bias, size: int) -> bool:
+    """Whether ``bias`` (added to the output of the group's one site) contributes
+    exactly what a column of ones in the site's input would: no scan, no batch
+    axes, and at every position the same arrangement of all of its entries."""
+    site = group.sites[0]
+    if len(group.sites) != 1 or site.lengths or not group.gram:
+        return False
+    arranged = _arrange_cotangent(site, bias.idx[None, None])[0, 0]    # (B, S, O)
+    return (arranged.shape[0] == 1 and arranged.shape[2] == size
+            and bool((arranged == arranged[:, :1]).all())
+            and np.array_equal(np.sort(arranged[0, 0]), np.arange(size)))
+
+
+def _attach_biases(groups: list[_Group], found: _Scan, leaves: list
+                   ) -> tuple[list[_Group], set[int]]:
+    """Gram-route groups with the bias added to their output (a leaf with no other
+    use, once); the leaves so attached. The others go by per-example gradients."""
+    once = collections.Counter(b.leaf for _, b in found.biases)
+    by_site = {path: b for path, b in found.biases
+               if once[b.leaf] == 1 and b.leaf not in found.other
+               and not any(s.view.leaf == b.leaf for s in found.sites)}
+    out, attached = [], set()
+    for g in groups:
+        bias = by_site.get(g.sites[0].path)
+        if bias is not None and _adds_ones(g, bias, int(np.size(leaves[bias.leaf]))):
+            g = dataclasses.replace(g, bias=bias.leaf)
+            attached.add(bias.leaf)
+        out.append(g)
+    return out, attached
+
+
 def make_plan(apply_fn: Callable, params: Any, x: jax.Array, n1: int, n2: int) -> Plan:
     """Traces ``apply_fn`` on one example and picks a route per leaf and site group."""
     leaves, treedef = jax.tree_util.tree_flatten(params)
@@ -433,6 +513,8 @@ def make_plan(apply_fn: Callable, params: Any, x: jax.Array, n1: int, n2: int) -
             grads += [leaf] if sites or leaf in found.other else []
             continue
         groups += [_Group(g, _gram_is_cheaper(n1, n2, num_out, *_sizes(g))) for g in split]
+    groups, attached = _attach_biases(groups, found, leaves)
+    grads = sorted(set(grads) | {b.leaf for _, b in found.biases} - attached)
     active = {s.path: s.side for g in groups for s in g.sites}
     return Plan(closed, leaves, groups, grads, active,
                 _containers([s for g in groups for s in g.sites]))
@@ -462,6 +544,8 @@ def _features(plan: Plan, x: jax.Array) -> Features:
     terms = []
     for g in plan.groups:
         a = jnp.concatenate([_arrange_operand(s, recs[s.path]) for s in g.sites], axis=2)
+        if g.bias is not None:
+            a = jnp.concatenate([a, jnp.ones(a.shape[:-1] + (1,), a.dtype)], axis=-1)
         d = jnp.concatenate([_arrange_cotangent(s, deltas[s.path]) for s in g.sites], axis=3)
         terms.append((a, d) if g.gram else
                      (jnp.einsum("ibsk,icbso->icbko", a, d).reshape(d.shape[:2] + (-1,)),))

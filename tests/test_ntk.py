@@ -138,10 +138,13 @@ def test_structured_handles_assorted_layers(which, x64):
         apply_fn = _mlp_without_flax
     plan = ntk_structured.make_plan(apply_fn, params, x1, len(x1), len(x2))
     sites = [len(g.sites) for g in plan.groups]
-    # assorted: every kernel is a site, the shared Dense's twice; biases and the norm's
-    # scale and bias by per-example gradients
+    # assorted: every kernel is a site, the shared Dense's twice; the biases of the
+    # Gram-route layers are their ones inputs; the shared Dense's bias and the norm's
+    # scale and bias go by per-example gradients
     assert sites == ([1, 1, 1, 2, 1] if which == "assorted" else [1, 1])
-    assert len(plan.grads) == (6 if which == "assorted" else 0)
+    assert [g.bias is not None for g in plan.groups] == (
+        [False, True, True, False, True] if which == "assorted" else [False, False])
+    assert len(plan.grads) == (3 if which == "assorted" else 0)
     wants = oracle_ntks(apply_fn, params, x1, x2)
     _assert_matches_oracle(apply_fn, params, x1, x2, wants, "structured")
 
