@@ -12,7 +12,8 @@ every parameter. Implementations:
   equations, read from its jaxpr, with no per-example weight gradients where
   that is cheaper (see ``lazy_hasty.ntk_structured``); any JAX function.
 * ``"auto"`` (the default): whichever of the three XLA's cost analysis of one
-  chunk block says is cheapest (:func:`choose_implementation`).
+  chunk block says is cheapest, ``structured`` on near ties
+  (:func:`choose_implementation`).
 
 Chunking: at most two chunks of ``chunk_size`` examples have their Jacobians (or
 layer features) alive at once; the inner chunk is recomputed for every outer
@@ -43,6 +44,10 @@ from lazy_hasty.types import ApplyFn, Params
 NtkFn = Callable[[Params, jax.Array, Optional[jax.Array]], jax.Array]
 MAX_UNROLLED = 64   # unrolled chunk evaluations; compile time grows with them
 FLOPS_PER_BYTE = 10.0   # a byte moved costs as much as this many FLOPs (CPU roofline)
+# Another implementation must score this fraction below "structured" to be chosen:
+# XLA counts the bytes of the unfused program, and routes doing the same
+# contractions (per-example gradients of convolutions, say) land within it.
+STRUCTURED_MARGIN = 0.1
 
 
 def _per_example_jacobian(apply_fn: ApplyFn, params: Params, x: jax.Array) -> Params:
@@ -169,7 +174,8 @@ IMPLEMENTATIONS = tuple(_IMPLEMENTATIONS)
 class Choice:
     """What ``implementation="auto"`` runs, and why: per implementation, XLA's
     FLOPs and bytes accessed for one ``(size1, size2)`` block and their score
-    ``flops + FLOPS_PER_BYTE * bytes``."""
+    ``flops + FLOPS_PER_BYTE * bytes``; the lowest score runs, ``structured`` unless
+    another scores at least ``STRUCTURED_MARGIN`` below it (:func:`pick`)."""
 
     implementation: str
     costs: dict[str, dict[str, float]]
@@ -200,7 +206,16 @@ def choose_implementation(apply_fn: ApplyFn, params: Params, x1: jax.Array,
         flops, moved = float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
         costs[name] = {"flops": flops, "bytes accessed": moved,
                        "score": flops + FLOPS_PER_BYTE * moved}
-    return Choice(min(costs, key=lambda k: costs[k]["score"]), costs)
+    return Choice(pick(costs), costs)
+
+
+def pick(costs: dict[str, dict[str, float]]) -> str:
+    """The implementation of lowest score, or ``structured`` where none scores
+    ``STRUCTURED_MARGIN`` below it."""
+    best = min(costs, key=lambda k: costs[k]["score"])
+    if costs[best]["score"] > (1 - STRUCTURED_MARGIN) * costs["structured"]["score"]:
+        return "structured"
+    return best
 
 
 def empirical_ntk(apply_fn: ApplyFn, params: Params, x1: jax.Array,
