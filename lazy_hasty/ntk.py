@@ -17,9 +17,10 @@ every parameter. Implementations:
 
 Chunking: at most two chunks of ``chunk_size`` examples have their Jacobians (or
 layer features) alive at once; the inner chunk is recomputed for every outer
-one. With ``x2=None`` only the upper triangle of chunk blocks is computed, the
-diagonal blocks reuse the outer chunk and are themselves contracted from three
-half blocks. XLA:CPU canonicalises convolution
+one. With ``x2=None`` only the upper triangle of chunk blocks is computed and
+the diagonal blocks reuse the outer chunk; a kernel of one block is contracted
+from three half blocks (with more blocks that saves little and lengthens the
+compile). XLA:CPU canonicalises convolution
 layouts only in the entry computation, not in loop bodies, so conv backward
 passes inside ``lax.map`` run ~3-9x slower. Up to ``MAX_UNROLLED`` chunk
 evaluations are therefore unrolled in Python, each step made data-dependent on
@@ -109,7 +110,7 @@ def _blockwise(features, contract, x1, x2, size1, size2):
 
     def row(a, xa):
         f1 = features(xa)
-        diag = lambda: _self_contract(contract, f1)
+        diag = lambda: _self_contract(contract, f1) if m1 == 1 else contract(f1, f1)
 
         def block(b, xb):
             upper = lambda: contract(f1, features(xb))

@@ -33,7 +33,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-import itertools
 from typing import Any, Callable, Optional
 
 import jax
@@ -324,21 +323,20 @@ def _levels(site: _Site, lead: int) -> tuple[list, list]:
 def _patches(x: jax.Array, window: tuple, strides: tuple, padding: tuple,
              lhs_dilation: tuple, rhs_dilation: tuple) -> jax.Array:
     """Input patches of a convolution, ``x`` ``(M, *spatial, C)`` to ``(M, *out,
-    prod(window), C)``: by padding and strided slices, with none of the
-    multiplications of ``lax.conv_general_dilated_patches``' one-hot filter, and
-    channels minor so that each slice is written whole."""
+    prod(window), C)``: padding, then one gather of constant indices, with none of
+    the multiplications of ``lax.conv_general_dilated_patches``' one-hot filter."""
     config = [(0, 0, 0), *((lo, hi, d - 1) for (lo, hi), d in zip(padding, lhs_dilation)),
               (0, 0, 0)]
     padded = jax.lax.pad(x, jnp.zeros((), x.dtype), config)
     out = [(n - r * (w - 1) - 1) // s + 1
            for n, w, s, r in zip(padded.shape[1:-1], window, strides, rhs_dilation)]
-    cols = []
-    for offset in itertools.product(*map(range, window)):
-        start = (0, *(k * r for k, r in zip(offset, rhs_dilation)), 0)
-        limit = (len(padded), *(b + (n - 1) * s + 1 for b, n, s in zip(start[1:], out, strides)),
-                 padded.shape[-1])
-        cols.append(jax.lax.slice(padded, start, limit, (1, *strides, 1)))
-    return jnp.stack(cols, axis=-2)
+    grids = np.meshgrid(*(np.arange(n) * s for n, s in zip(out, strides)),
+                        *(np.arange(w) * r for w, r in zip(window, rhs_dilation)),
+                        indexing="ij")
+    rank = len(window)
+    index = tuple(grids[d] + grids[rank + d] for d in range(rank))    # (*out, *window)
+    gathered = padded[(slice(None), *index, slice(None))]
+    return gathered.reshape(gathered.shape[:1 + rank] + (-1, x.shape[-1]))
 
 
 def _arrange_operand(site: _Site, a: jax.Array) -> jax.Array:

@@ -116,7 +116,7 @@ def test_a_weight_used_transposed_and_plain_needs_its_gradient(x64):
     ((1, 8, 5), (4,), (3,), ((2, 1),), (2,), (1,)),
     ((2, 5, 6, 7, 2), (2, 3, 2), (1, 2, 1), ((1, 0), (0, 0), (1, 1)), (1, 1, 1), (1, 1, 2)),
 ])
-def test_patches_by_slices_equal_lax_patches(x64, shape, window, strides, padding,
+def test_patches_equal_lax_patches(x64, shape, window, strides, padding,
                                              lhs_dilation, rhs_dilation):
     # lax's one-hot convolution orders the features (C, window); ours (window, C).
     x = jax.random.normal(jax.random.PRNGKey(5), shape, jnp.float64)
