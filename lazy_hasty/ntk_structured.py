@@ -479,8 +479,7 @@ def _attach_biases(groups: list[_Group], found: _Scan, leaves: list
     use, once); the leaves so attached. The others go by per-example gradients."""
     once = collections.Counter(b.leaf for _, b in found.biases)
     by_site = {path: b for path, b in found.biases
-               if once[b.leaf] == 1 and b.leaf not in found.other
-               and not any(s.view.leaf == b.leaf for s in found.sites)}
+               if once[b.leaf] == 1 and b.leaf not in found.other}
     out, attached = [], set()
     for g in groups:
         bias = by_site.get(g.sites[0].path)
@@ -501,6 +500,8 @@ def make_plan(apply_fn: Callable, params: Any, x: jax.Array, n1: int, n2: int) -
              for k, leaf in enumerate(leaves)}
     found = _Scan()
     found.other.update(v.leaf for v in _analyze(jaxpr, views, found, (), ()).values())
+    # a leaf added as a bias and also read by a site needs its whole gradient
+    found.other.update({b.leaf for _, b in found.biases} & {s.view.leaf for s in found.sites})
     num_out = closed.out_avals[0].shape[-1]
     groups, grads = [], []
     for leaf in range(len(leaves)):

@@ -133,20 +133,21 @@ def test_patches_equal_lax_patches(x64, shape, window, strides, padding,
 def test_a_bias_is_a_ones_input_only_where_that_is_exact(x64):
     # b1: added once to a Gram-route site's output -> that site's ones input. b2:
     # also read elsewhere; b3: added to an output read elsewhere too; b4: a different
-    # entry per position; b5: added to a per-example-gradient site -> all five by
-    # per-example gradients.
+    # entry per position; b5: added to a per-example-gradient site; a row of w6 added
+    # to w6's own product -> all of these by per-example gradients, w6 with no site.
     def f(p, x):                                    # x: (N, 3, 4), three positions
         h = jnp.tanh(x @ p["w1"] + p["b1"])
         h = jnp.tanh(h @ p["w2"] + p["b2"]) * p["b2"]
         y = h @ p["w3"]
         h = jnp.tanh(y + p["b3"]) + y
         h = jnp.tanh(h @ p["w4"] + p["b4"])
+        h = jnp.tanh(h @ p["w6"] + p["w6"][:1])
         return (h @ p["w5"] + p["b5"]).sum(axis=1)
-    keys = jax.random.split(jax.random.PRNGKey(6), 12)
+    keys = jax.random.split(jax.random.PRNGKey(6), 13)
     shapes = {"w1": (4, 5), "w2": (5, 5), "w3": (5, 5), "w4": (5, 5), "w5": (5, 2),
-              "b1": (5,), "b2": (5,), "b3": (5,), "b4": (3, 5), "b5": (2,)}
+              "w6": (5, 5), "b1": (5,), "b2": (5,), "b3": (5,), "b4": (3, 5), "b5": (2,)}
     params = {k: jax.random.normal(key, s) for (k, s), key in zip(shapes.items(), keys)}
-    x1, x2 = jax.random.normal(keys[10], (3, 3, 4)), jax.random.normal(keys[11], (2, 3, 4))
+    x1, x2 = jax.random.normal(keys[11], (3, 3, 4)), jax.random.normal(keys[12], (2, 3, 4))
     gram = lambda n1, n2, c, b, s, k, o: o != 2          # w5: per-example gradients
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(ntk_structured, "_gram_is_cheaper", gram)
@@ -156,5 +157,5 @@ def test_a_bias_is_a_ones_input_only_where_that_is_exact(x64):
     names = sorted(params)
     assert {names[g.sites[0].view.leaf]: g.bias is not None for g in plan.groups} == {
         "w1": True, "w2": False, "w3": False, "w4": False, "w5": False}
-    assert [names[k] for k in plan.grads] == ["b2", "b3", "b4", "b5"]
+    assert [names[k] for k in plan.grads] == ["b2", "b3", "b4", "b5", "w6"]
     assert _rel(got, oracle_ntks(f, params, x1, x2)[0]) <= 1e-10
